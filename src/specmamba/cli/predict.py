@@ -1,0 +1,38 @@
+"""``specmamba predict``: segment a folder of unlabelled images of any size."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engine.predictor import predict
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("predict", help="segment a folder of images with a checkpoint")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("-i", "--input", required=True, help="folder of images (jpg, png, bmp, tif)")
+    parser.add_argument("-o", "--output", required=True, help="folder for the PNG masks")
+    parser.add_argument("--overlay", action="store_true", help="also write image + mask overlays")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = predict(
+        args.checkpoint,
+        args.input,
+        args.output,
+        overlay=args.overlay,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=args.progress,
+    )
+    print(
+        f"wrote {result['n_images']} masks to {result['out']}"
+        + (f" and overlays to {result['overlays']}" if result["overlays"] else "")
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""YAML presets for `specmamba train --config NAME` (only what differs from the defaults)."""

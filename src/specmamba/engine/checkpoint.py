@@ -1,0 +1,102 @@
+"""Self-describing training checkpoints, written atomically.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loadable with
+``torch.load(path, weights_only=True)``: model name + kwargs + state dict (enough to rebuild the model
+anywhere, see ``specmamba.models.weights.build_model_from_checkpoint``), the resolved training config,
+the normalisation statistics, and for resuming the optimizer, scheduler, epoch, best score and RNG
+states. Only tensors and Python primitives go in, never pickled objects.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_path
+from ..errors import CheckpointError
+from ..models.weights import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_FORMAT_VERSION,
+    build_model_from_checkpoint,
+    is_specmamba_checkpoint,
+    read_checkpoint,
+)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside a DistributedDataParallel / DataParallel wrapper."""
+    return model.module if hasattr(model, "module") else model
+
+
+def rng_state() -> dict[str, Any]:
+    """The RNG states a resumed run must restore to continue exactly (weights_only-safe values)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_checkpoint(
+    model: nn.Module,
+    config: dict[str, Any],
+    normalization: dict[str, list[float]],
+    epoch: int,
+    best_score: float,
+    best_epoch: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+) -> dict[str, Any]:
+    """The checkpoint dict after ``epoch`` completed epochs (1-based count)."""
+    bare = unwrap_model(model)
+    ckpt: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model_name": bare.specmamba_name,
+        "model_kwargs": dict(bare.specmamba_kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in bare.state_dict().items()},
+        "config": config,
+        "normalization": normalization,
+        "epoch": epoch,
+        "best_score": best_score,
+        "best_epoch": best_epoch,
+        "torch_version": str(torch.__version__),
+    }
+    if optimizer is not None:
+        ckpt["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        ckpt["scheduler"] = scheduler.state_dict()
+    ckpt["rng"] = rng_state()
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Write ``ckpt`` to ``path`` atomically (an interrupted save leaves the old file intact)."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def load_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], nn.Module]:
+    """(checkpoint dict, model with its weights) of a checkpoint written by ``specmamba train``.
+
+    Evaluation and prediction need the training config (image size, channels, classes, split) and the
+    normalisation stored in such a checkpoint; anything else raises CheckpointError naming the file.
+    """
+    ckpt = read_checkpoint(path)
+    if not is_specmamba_checkpoint(ckpt) or not {"config", "normalization"} <= set(ckpt):
+        raise CheckpointError(
+            f"{path} is not a checkpoint written by `specmamba train` (it lacks the model name, training "
+            "config or normalisation). Pass a run's checkpoint_best.pt or checkpoint_last.pt; to load bare "
+            "weights into a model use specmamba.create_model(NAME, checkpoint_path=PATH)."
+        )
+    return ckpt, build_model_from_checkpoint(ckpt)

@@ -1,0 +1,67 @@
+"""Shared inference helpers: device choice, autocast, logits -> label maps, resizing back.
+
+The models return logits; these helpers are the single place where logits become probabilities or
+labels (num_classes == 1: sigmoid, threshold 0.5; num_classes >= 2: softmax / argmax).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """'auto' -> CUDA when available else CPU; 'cuda' / 'cuda:N' / 'cpu' checked for availability."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {name} asked for CUDA, but no CUDA device is available; use --device cpu."
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: only cpu and cuda devices are supported.")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when enabled; a no-op on CPU (fp32 there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) logits -> probabilities: sigmoid for K == 1, softmax over K otherwise."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def probs_to_labels(probs: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) probabilities -> (B, H, W) int64 label map (threshold 0.5 for K == 1, else argmax)."""
+    if probs.shape[1] == 1:
+        return (probs[:, 0] >= 0.5).long()
+    return probs.argmax(dim=1)
+
+
+def logits_to_labels(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) logits -> (B, H, W) label map; sigmoid >= 0.5 is logit >= 0."""
+    if logits.shape[1] == 1:
+        return (logits[:, 0] >= 0).long()
+    return logits.argmax(dim=1)
+
+
+def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (B, K, h, w) logits to ``size`` = (H, W) (identity when already that size)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)

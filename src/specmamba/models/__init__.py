@@ -1,0 +1,10 @@
+"""Segmentation architectures behind one registry (see ``registry.py``)."""
+
+from __future__ import annotations
+
+from .registry import create_model, is_model, list_models, model_entrypoint, register_model
+
+# Importing the architecture modules registers their models.
+from . import unet, unet_resnet  # noqa: E402, F401  isort: skip
+
+__all__ = ["create_model", "is_model", "list_models", "model_entrypoint", "register_model"]

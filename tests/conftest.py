@@ -15,26 +15,32 @@ def tiny_synth(tmp_path_factory) -> Path:
     return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "data", n=18, size=32, seed=3)
 
 
-@pytest.fixture()
-def tiny_train_args(tiny_synth, tmp_path) -> list[str]:
-    """CLI flags of a seconds-long training run of test_unet on ``tiny_synth``."""
+def train_argv(data, out, *extra: str, epochs: int = 1, batch_size: int = 4) -> list[str]:
+    """`specmamba train` arguments of a seconds-long CPU run of test_unet at 32x32."""
     return [
         "train",
         "--data",
-        str(tiny_synth),
+        str(data),
         "--model",
         "test_unet",
         "--out",
-        str(tmp_path / "run"),
+        str(out),
         "--epochs",
-        "2",
+        str(epochs),
         "--img-size",
         "32",
         "--batch-size",
-        "4",
+        str(batch_size),
         "--workers",
         "0",
         "--device",
         "cpu",
         "--no-progress",
+        *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_argv():
+    """The ``train_argv`` builder (test folders are not packages, so it travels as a fixture)."""
+    return train_argv

@@ -14,30 +14,10 @@ from specmamba.cli.main import main
 from specmamba.errors import CheckpointError
 
 
-def _train(data, out, *extra):
-    return main(
-        [
-            "train",
-            "--data",
-            str(data),
-            "--model",
-            "test_unet",
-            "--out",
-            str(out),
-            "--epochs",
-            "1",
-            "--img-size",
-            "32",
-            "--batch-size",
-            "4",
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
-            "--no-progress",
-            *extra,
-        ]
-    )
+@pytest.fixture()
+def train_cli(tiny_train_argv):
+    """Run `specmamba train` on a data folder; returns the exit status."""
+    return lambda data, out, *extra: main(tiny_train_argv(data, out, *extra))
 
 
 def _error(capsys) -> str:
@@ -52,99 +32,78 @@ def data(tiny_synth, tmp_path):
     return shutil.copytree(tiny_synth, tmp_path / "data")
 
 
-def test_missing_and_empty_data_folder(tmp_path, capsys):
-    assert _train(tmp_path / "nope", tmp_path / "run") == 2
+def test_missing_and_empty_data_folder(tmp_path, capsys, train_cli):
+    assert train_cli(tmp_path / "nope", tmp_path / "run") == 2
     assert str(tmp_path / "nope") in _error(capsys)
     (tmp_path / "empty").mkdir()
-    assert _train(tmp_path / "empty", tmp_path / "run") == 2
+    assert train_cli(tmp_path / "empty", tmp_path / "run") == 2
     assert "empty" in _error(capsys)
     assert not (tmp_path / "run").exists()
 
 
-def test_unpaired_files_are_listed_and_can_be_skipped(data, tmp_path, capsys):
+def test_unpaired_files_are_listed_and_can_be_skipped(data, tmp_path, capsys, train_cli):
     for i in range(12):
         Image.fromarray(np.zeros((32, 32), np.uint8)).save(data / "masks" / f"orphan_{i:02d}.png")
     (data / "images" / "synth_0000.png").rename(data / "images" / "lonely.png")
-    assert _train(data, tmp_path / "run") == 2
+    assert train_cli(data, tmp_path / "run") == 2
     message = _error(capsys)
     assert "orphan_00" in message and "orphan_09" in message and "orphan_11" not in message
     assert "lonely" in message and "--allow-unpaired" in message
     assert not (tmp_path / "run").exists()
     with pytest.warns(UserWarning, match="unpaired"):
-        assert _train(data, tmp_path / "run", "--allow-unpaired") == 0
+        assert train_cli(data, tmp_path / "run", "--allow-unpaired") == 0
 
 
-def test_corrupt_image(data, tmp_path, capsys):
+def test_corrupt_image(data, tmp_path, capsys, train_cli):
     (data / "images" / "synth_0003.png").write_bytes(b"\x89PNG not really")
-    assert _train(data, tmp_path / "run") == 2
+    assert train_cli(data, tmp_path / "run") == 2
     assert "synth_0003.png" in _error(capsys)
     assert not (tmp_path / "run").exists()
 
 
-def test_image_mask_size_mismatch(data, tmp_path, capsys):
+def test_image_mask_size_mismatch(data, tmp_path, capsys, train_cli):
     Image.fromarray(np.zeros((20, 24), np.uint8)).save(data / "masks" / "synth_0004.png")
-    assert _train(data, tmp_path / "run") == 2
+    assert train_cli(data, tmp_path / "run") == 2
     message = _error(capsys)
     assert "synth_0004" in message and "24x20" in message
     assert not (tmp_path / "run").exists()
 
 
-def test_mask_values_out_of_range_for_num_classes(data, tmp_path, capsys):
+def test_mask_values_out_of_range_for_num_classes(data, tmp_path, capsys, train_cli):
     labels = np.zeros((32, 32), np.uint8)
     labels[:5] = 1
     labels[10:15] = 4
     Image.fromarray(labels).save(data / "masks" / "synth_0005.png")
-    assert _train(data, tmp_path / "run", "--num-classes", "3") == 2
+    assert train_cli(data, tmp_path / "run", "--num-classes", "3") == 2
     message = _error(capsys)
     assert "synth_0005" in message and "--num-classes" in message
     assert not (tmp_path / "run").exists()
 
 
-def test_unknown_model_lists_close_matches(tiny_synth, tmp_path, capsys):
-    assert (
-        main(["train", "--data", str(tiny_synth), "--model", "unet_resnet5", "--out", str(tmp_path / "r")])
-        == 2
-    )
+def test_unknown_model_lists_close_matches(tiny_synth, tmp_path, capsys, train_cli):
+    assert train_cli(tiny_synth, tmp_path / "r", "--model", "unet_resnet5") == 2  # the last --model wins
     assert "unet_resnet50" in _error(capsys)
     assert not (tmp_path / "r").exists()
 
 
-def test_input_size_the_model_cannot_take(tiny_synth, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(tiny_synth),
-                "--model",
-                "test_unet_resnet",
-                "--img-size",
-                "100",
-                "--out",
-                str(tmp_path / "r"),
-                "--device",
-                "cpu",
-                "--no-progress",
-            ]
-        )
-        == 2
-    )
+def test_input_size_the_model_cannot_take(tiny_synth, tmp_path, capsys, train_cli):
+    assert train_cli(tiny_synth, tmp_path / "r", "--model", "test_unet_resnet", "--img-size", "100") == 2
     message = _error(capsys)
     assert "--img-size 100" in message and "--img-size 96" in message
     assert not (tmp_path / "r").exists()
 
 
-def test_previous_run_is_refused_unless_resume_or_overwrite(tiny_synth, tmp_path, capsys):
-    assert _train(tiny_synth, tmp_path / "run") == 0
+def test_previous_run_is_refused_unless_resume_or_overwrite(tiny_synth, tmp_path, capsys, train_cli):
+    assert train_cli(tiny_synth, tmp_path / "run") == 0
     before = (tmp_path / "run" / "checkpoint_last.pt").read_bytes()
-    assert _train(tiny_synth, tmp_path / "run") == 2
+    assert train_cli(tiny_synth, tmp_path / "run") == 2
     assert "--overwrite" in _error(capsys)
     assert (tmp_path / "run" / "checkpoint_last.pt").read_bytes() == before
-    assert _train(tiny_synth, tmp_path / "run", "--overwrite") == 0
+    assert train_cli(tiny_synth, tmp_path / "run", "--overwrite") == 0
 
 
-def test_checkpoint_of_another_architecture_or_channel_count(tiny_synth, tmp_path, capsys):
-    assert _train(tiny_synth, tmp_path / "run") == 0
+def test_checkpoint_of_another_architecture_or_channel_count(tiny_synth, tmp_path, capsys, train_cli):
+    assert train_cli(tiny_synth, tmp_path / "run") == 0
     checkpoint = tmp_path / "run" / "checkpoint_best.pt"
     with pytest.raises(CheckpointError, match="test_unet"):
         create_model("unet_small", checkpoint_path=str(checkpoint))

@@ -12,38 +12,14 @@ from PIL import Image
 from specmamba.cli.main import main
 
 
-def test_synth_train_evaluate_predict(tmp_path, capsys):
+def test_synth_train_evaluate_predict(tmp_path, capsys, tiny_train_argv):
     data = tmp_path / "data"
     assert main(["synth", str(data), "--n", "14", "--size", "48", "--seed", "1"]) == 0
     assert len(list((data / "images").glob("*.png"))) == 14
     assert "wrote 14 synthetic" in capsys.readouterr().out
 
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(data),
-                "--model",
-                "test_unet",
-                "--out",
-                str(run),
-                "--epochs",
-                "2",
-                "--img-size",
-                "32",
-                "--batch-size",
-                "4",
-                "--workers",
-                "0",
-                "--device",
-                "cpu",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_argv(data, run, epochs=2)) == 0
     assert json.loads(capsys.readouterr().out)["best_epoch"] in (1, 2)
 
     assert (

@@ -12,36 +12,11 @@ from specmamba.engine.run_folder import RunFolder
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run(tiny_synth, tmp_path):
+def test_two_process_gloo_run(tiny_synth, tmp_path, tiny_train_argv):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "specmamba",
-        "train",
-        "--data",
-        str(tiny_synth),
-        "--model",
-        "test_unet",
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--img-size",
-        "32",
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    command = launcher + ["specmamba", *tiny_train_argv(tiny_synth, out, epochs=2, batch_size=2)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     run = RunFolder(out)

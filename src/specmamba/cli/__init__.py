@@ -3,3 +3,24 @@
 Each module here adds one subcommand through ``register(subparsers)`` and runs it through
 ``run(args) -> int``; the work itself lives in importable functions (engine, data, bench).
 """
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_inference_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags shared by the commands that run a trained model over a folder."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def inference_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "progress": args.progress,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..engine.evaluator import evaluate
+from . import add_inference_flags, inference_kwargs
 
 REPORTED = ("dice", "iou", "bf1", "hd95")
 
@@ -15,11 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="folder of image/mask pairs")
     parser.add_argument("--split", default="val", help="train, val, test or all (default val)")
     parser.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_<split>)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=0)
+    add_inference_flags(parser)
     parser.add_argument("--allow-unpaired", action="store_true")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.set_defaults(func=run)
 
 
@@ -29,11 +27,8 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         split=args.split,
         out=args.out,
-        device=args.device,
-        batch_size=args.batch_size,
-        workers=args.workers,
         allow_unpaired=args.allow_unpaired,
-        progress=args.progress,
+        **inference_kwargs(args),
     )
     print(
         f"{summary['n_cases']} cases of split {args.split!r} ({summary['n_empty_target']} with empty masks)"

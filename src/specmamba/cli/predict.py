@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..engine.predictor import predict
+from . import add_inference_flags, inference_kwargs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,10 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-i", "--input", required=True, help="folder of images (jpg, png, bmp, tif)")
     parser.add_argument("-o", "--output", required=True, help="folder for the PNG masks")
     parser.add_argument("--overlay", action="store_true", help="also write image + mask overlays")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_inference_flags(parser)
     parser.set_defaults(func=run)
 
 
@@ -26,10 +24,7 @@ def run(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         overlay=args.overlay,
-        device=args.device,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        progress=args.progress,
+        **inference_kwargs(args),
     )
     print(
         f"wrote {result['n_images']} masks to {result['out']}"

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specmamba.engine.inference import (
+    logits_to_labels,
+    logits_to_probs,
+    probs_to_labels,
+    resize_logits,
+    resolve_device,
+)
+from specmamba.errors import ConfigError
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="not a device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_labels_from_logits_equal_labels_from_probabilities(classes):
+    logits = torch.randn(2, classes, 9, 7) * 3
+    assert torch.equal(logits_to_labels(logits), probs_to_labels(logits_to_probs(logits)))
+
+
+def test_resize_logits_keeps_or_changes_size():
+    logits = torch.randn(1, 1, 8, 8)
+    assert resize_logits(logits, (8, 8)) is logits
+    assert resize_logits(logits, (13, 5)).shape == (1, 1, 13, 5)

@@ -168,9 +168,8 @@ class Trainer:
             rank=self.ctx.rank,
             shuffle=True,
             seed=cfg.seed,
-            drop_last=len(train_set) >= self.ctx.world_size * cfg.batch_size,
         )
-        per_rank = len(train_set) // self.ctx.world_size
+        per_rank = len(self.train_sampler)
         drop_last = per_rank > cfg.batch_size  # avoid a tiny last batch, but never an empty epoch
         loader_args = dict(
             num_workers=cfg.workers, pin_memory=self.device.type == "cuda", persistent_workers=False

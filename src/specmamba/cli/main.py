@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SpecMambaError
-from . import demo, evaluate, models, predict, synth, train
+from . import bench, demo, evaluate, models, predict, synth, train
 
-SUBCOMMANDS = (models, synth, train, evaluate, predict, demo)
+SUBCOMMANDS = (models, synth, train, evaluate, predict, demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,80 @@
+"""``specmamba bench``: benchmarks from the command line (a thin shim over :mod:`specmamba.bench`).
+
+``specmamba bench scan [--device cpu|cuda] [--batch B] [--backends ref,cpu] [--stages 1,2] [--json OUT]``
+prints the selective-scan table of :func:`specmamba.bench.bench_scan` and optionally writes it as JSON.
+Other benchmarks (``bench model``) register beside ``scan`` in :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def _csv(kind: type) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from err
+
+    return parse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` command (with its ``scan`` subcommand) to the main CLI's subparsers."""
+    bench = subparsers.add_parser("bench", help="benchmark the selective scan (and, later, whole models)")
+    sub = bench.add_subparsers(dest="bench_command", metavar="{scan}", required=True)
+    scan = sub.add_parser(
+        "scan",
+        help="time every selective-scan backend at the VM-UNet stage shapes",
+        description="Forward ms, forward+backward ms, peak extra memory, effective bandwidth and speed-up "
+        "over the sequential reference, for each available backend at the four VM-UNet stage shapes.",
+    )
+    scan.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="device to benchmark (default cpu)"
+    )
+    scan.add_argument("--batch", type=int, default=None, help="batch size (default 1 on cpu, 8 on cuda)")
+    scan.add_argument(
+        "--backends",
+        type=_csv(str),
+        default=None,
+        help="comma-separated backends, e.g. ref,cpu (default: all available)",
+    )
+    scan.add_argument(
+        "--stages", type=_csv(int), default=[1, 2, 3, 4], help="comma-separated stages (default 1,2,3,4)"
+    )
+    scan.add_argument(
+        "--repeats", type=int, default=None, help="timed calls per figure (default 3 cpu / 20 cuda)"
+    )
+    scan.add_argument(
+        "--ref-budget",
+        type=float,
+        default=60.0,
+        help="time the sequential ref only where its estimate is below this many seconds",
+    )
+    scan.add_argument("--no-ss2d", action="store_true", help="skip the fused SS2D vs composition comparison")
+    scan.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    scan.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark selected by ``args.bench_command``; returns the exit status."""
+    if args.bench_command == "scan":
+        from ..bench.scan import bench_scan
+
+        bench_scan(
+            device=args.device,
+            batch=args.batch,
+            backends=args.backends,
+            stages=args.stages,
+            repeats=args.repeats,
+            json_path=args.json,
+            ref_budget_s=args.ref_budget,
+            ss2d=not args.no_ss2d,
+        )
+        return 0
+    raise SystemExit(f"specmamba bench: unknown benchmark {args.bench_command!r}")

@@ -1,8 +1,9 @@
 """``specmamba bench``: benchmarks from the command line (a thin shim over :mod:`specmamba.bench`).
 
 ``specmamba bench scan [--device cpu|cuda] [--batch B] [--backends ref,cpu] [--stages 1,2] [--json OUT]``
-prints the selective-scan table of :func:`specmamba.bench.bench_scan` and optionally writes it as JSON.
-Other benchmarks (``bench model``) register beside ``scan`` in :func:`register`.
+prints the selective-scan table of :func:`specmamba.bench.bench_scan`;
+``specmamba bench model [--model vmunet] [--device cpu|cuda|all] [--json OUT]`` the whole-model table of
+:func:`specmamba.bench.bench_model`. Both optionally write their results as JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _csv(kind: type) -> Callable[[str], list]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` command (with its ``scan`` subcommand) to the main CLI's subparsers."""
     bench = subparsers.add_parser("bench", help="benchmark the selective scan (and, later, whole models)")
-    sub = bench.add_subparsers(dest="bench_command", metavar="{scan}", required=True)
+    sub = bench.add_subparsers(dest="bench_command", metavar="{scan,model}", required=True)
     scan = sub.add_parser(
         "scan",
         help="time every selective-scan backend at the VM-UNet stage shapes",
@@ -60,6 +61,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scan.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     scan.set_defaults(func=run)
 
+    model = sub.add_parser(
+        "model",
+        help="time a whole model: CPU inference and training, and on CUDA training/inference throughput",
+        description="CPU inference seconds per image (batch 1) and training images/s; on CUDA, training "
+        "images/s in fp32 and bf16 autocast, batch-1 latency, batch throughput and peak memory, each next "
+        "to the official implementation's figures of REFERENCE.md.",
+    )
+    model.add_argument(
+        "--model", default="vmunet", help="registered model for the CPU section (default vmunet)"
+    )
+    model.add_argument(
+        "--cuda-model", default="vmunet_deep", help="model of the CUDA section (default vmunet_deep)"
+    )
+    model.add_argument("--device", choices=["cpu", "cuda", "all"], default="cpu")
+    model.add_argument("--batch", type=int, default=None, help="CPU inference batch (1) / CUDA batch (32)")
+    model.add_argument("--train-batch", type=int, default=None, help="CPU training batch (default 2)")
+    model.add_argument("--img-size", type=int, default=256)
+    model.add_argument("--backends", type=_csv(str), default=None, help="scan backends to time, e.g. cpu,ref")
+    model.add_argument("--repeats", type=int, default=None, help="timed calls per figure")
+    model.add_argument("--threads", type=int, default=None, help="CPU threads during the run")
+    model.add_argument(
+        "--ref-budget",
+        type=float,
+        default=60.0,
+        help="time the sequential ref scan only where its estimate is below this many seconds",
+    )
+    model.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    model.set_defaults(func=run)
+
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark selected by ``args.bench_command``; returns the exit status."""
@@ -75,6 +105,23 @@ def run(args: argparse.Namespace) -> int:
             json_path=args.json,
             ref_budget_s=args.ref_budget,
             ss2d=not args.no_ss2d,
+        )
+        return 0
+    if args.bench_command == "model":
+        from ..bench.model import bench_model
+
+        bench_model(
+            model=args.model,
+            device=args.device,
+            batch=args.batch,
+            img_size=args.img_size,
+            json_path=args.json,
+            cuda_model=args.cuda_model,
+            train_batch=args.train_batch,
+            backends=args.backends,
+            repeats=args.repeats,
+            ref_budget_s=args.ref_budget,
+            threads=args.threads,
         )
         return 0
     raise SystemExit(f"specmamba bench: unknown benchmark {args.bench_command!r}")

@@ -10,7 +10,10 @@ Other keys (optimizer, epoch, config) are ignored here. Besides that format, :fu
 accepts raw state dicts, ``{"state_dict": sd}`` / ``{"model": sd}`` wrappers, DDP (``module.``) and
 ``torch.compile`` (``_orig_mod.``) prefixes, and ``.safetensors`` files; those are passed through the
 model's optional ``convert_state_dict(sd) -> sd`` hook (official layouts of other repositories) and
-then loaded strictly.
+then loaded strictly, unless the hook returns a :class:`ConvertedStateDict` marked ``partial`` (e.g. a
+pretrained classification encoder), which loads what fits and reports the rest.
+:func:`load_checkpoint` returns a :class:`LoadReport` (loaded / skipped with reasons / missing);
+:func:`load_weights` is the same with the short :class:`LoadResult`.
 
 Nothing is downloaded: every path is local. Pickled Python objects are never executed
 (``weights_only=True``).
@@ -21,6 +24,7 @@ Shape letters (conv weights): O output channels, I input channels, kh/kw kernel 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import os
 import pickle
@@ -39,6 +43,8 @@ from .registry import create_model, is_model, list_models, model_entrypoint
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_FORMAT_VERSION",
+    "ConvertedStateDict",
+    "LoadReport",
     "LoadResult",
     "StateDictDiff",
     "adapt_input_conv",
@@ -46,6 +52,7 @@ __all__ = [
     "diff_state_dict",
     "extract_state_dict",
     "is_specmamba_checkpoint",
+    "load_checkpoint",
     "load_weights",
     "read_checkpoint",
     "strip_prefixes",
@@ -62,6 +69,8 @@ _PREFIXES = ("module.", "_orig_mod.")
 _SHOW = 5
 
 PathLike = str | os.PathLike[str]
+
+log = logging.getLogger(__name__)
 
 
 class LoadResult(NamedTuple):
@@ -83,6 +92,68 @@ class StateDictDiff:
     @property
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
+
+
+@dataclass
+class ConvertedStateDict:
+    """What a model's ``convert_state_dict`` hook may return instead of a plain dict.
+
+    ``state_dict`` holds the tensors renamed to the model's layout; ``layout`` names the layout that was
+    recognised; ``partial=True`` says that it covers only part of the model by design (a pretrained
+    encoder), so it is loaded non-strictly (shapes still must match); ``skipped`` maps checkpoint
+    tensors that were left out to the reason; ``notes`` lists adaptations (e.g. input channels).
+    """
+
+    state_dict: dict[str, Tensor]
+    layout: str
+    partial: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_checkpoint` did: tensors loaded, checkpoint tensors skipped, model tensors missing."""
+
+    source: str
+    layout: str
+    #: model tensors that received a value from the checkpoint
+    loaded: list[str] = field(default_factory=list)
+    #: checkpoint tensors that were not loaded -> why
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: model tensors the checkpoint gave no value (they keep their initialisation)
+    missing: list[str] = field(default_factory=list)
+    #: checkpoint tensors with no counterpart in the model (non-strict loads of unconverted layouts)
+    unexpected: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every model tensor was loaded."""
+        return not self.missing
+
+    def summary(self) -> str:
+        """A short human-readable account (counts, and the first names of each list)."""
+        lines = [f"Loaded {len(self.loaded)} tensor(s) from {self.source} ({self.layout})."]
+        if self.skipped:
+            by_reason: dict[str, list[str]] = {}
+            for key, why in self.skipped.items():
+                by_reason.setdefault(why, []).append(key)
+            shown = "; ".join(f"{why}: {_fmt_keys(keys)}" for why, keys in by_reason.items())
+            lines.append(f"Skipped {len(self.skipped)} checkpoint tensor(s): {shown}.")
+        if self.unexpected:
+            lines.append(
+                f"{len(self.unexpected)} checkpoint tensor(s) not in the model: {_fmt_keys(self.unexpected)}."
+            )
+        if self.missing:
+            lines.append(
+                f"{len(self.missing)} model tensor(s) keep their initialisation: {_fmt_keys(self.missing)}."
+            )
+        lines += self.notes
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -312,9 +383,10 @@ def _shape_error(
     )
 
 
-def _load_object(model: nn.Module, obj: Mapping[str, Any], source: str, strict: bool) -> LoadResult:
+def _load_object(model: nn.Module, obj: Mapping[str, Any], source: str, strict: bool | None) -> LoadReport:
     name = model_display_name(model)
     ckpt: Mapping[str, Any] | None = None
+    layout, partial, skipped, notes = "specmamba checkpoint", False, {}, []
     if is_specmamba_checkpoint(obj):
         _check_specmamba_format(obj, source)
         ckpt = obj
@@ -327,11 +399,22 @@ def _load_object(model: nn.Module, obj: Mapping[str, Any], source: str, strict: 
             )
         state_dict = strip_prefixes(obj["state_dict"])
     else:
+        layout = "state dict"
         state_dict = strip_prefixes(extract_state_dict(obj, f"Checkpoint {source}"))
         convert = getattr(model, "convert_state_dict", None)
         if callable(convert):
-            state_dict = convert(state_dict)
-    diff = diff_state_dict(model.state_dict(), state_dict)
+            try:
+                converted = convert(state_dict)
+            except CheckpointError as exc:
+                raise CheckpointError(f"Checkpoint {source}: {exc}") from exc
+            if isinstance(converted, ConvertedStateDict):
+                state_dict, layout, partial = converted.state_dict, converted.layout, converted.partial
+                skipped, notes = dict(converted.skipped), list(converted.notes)
+            else:
+                state_dict = converted
+    strict = (not partial) if strict is None else strict
+    model_state = model.state_dict()
+    diff = diff_state_dict(model_state, state_dict)
     if diff.mismatched:
         raise _shape_error(model, diff, source, ckpt)
     if strict and (diff.missing or diff.unexpected):
@@ -344,16 +427,59 @@ def _load_object(model: nn.Module, obj: Mapping[str, Any], source: str, strict: 
             parts.append(
                 f"{len(diff.unexpected)} of its tensors are not in the model ({_fmt_keys(diff.unexpected)})"
             )
+        kind = (
+            f" It holds a {layout}, which covers only part of the model."
+            if partial
+            else (" It probably holds another architecture.")
+        )
         raise CheckpointError(
-            f"Checkpoint {source} does not match {name}: {' and '.join(parts)}. It probably holds another "
-            "architecture; pass strict=False to load only the tensors whose names match."
+            f"Checkpoint {source} does not match {name}: {' and '.join(parts)}.{kind} Pass strict=False to "
+            "load only the tensors whose names match."
+        )
+    loaded = [k for k in model_state if k in state_dict]
+    if not loaded:
+        raise CheckpointError(
+            f"Checkpoint {source} has no tensor that {name} has (its first tensors: "
+            f"{_fmt_keys(list(state_dict))}; the model's: {_fmt_keys(list(model_state))}). It holds another "
+            "architecture."
         )
     result = model.load_state_dict(state_dict, strict=strict)
-    return LoadResult(list(result.missing_keys), list(result.unexpected_keys))
+    return LoadReport(
+        source=source,
+        layout=layout,
+        loaded=loaded,
+        skipped=skipped,
+        missing=list(result.missing_keys),
+        unexpected=list(result.unexpected_keys),
+        notes=notes,
+    )
+
+
+def load_checkpoint(
+    model: nn.Module, path_or_state_dict: PathLike | Mapping[str, Any], strict: bool | None = None
+) -> LoadReport:
+    """Load weights into ``model`` in place and report what was loaded.
+
+    ``path_or_state_dict``: a file (specmamba checkpoint, ``.pt``/``.pth`` state dict or wrapper,
+    ``.safetensors``) or an already loaded dict. Layouts of other repositories go through the model's
+    ``convert_state_dict`` hook (VM-UNet: the official VM-UNet layout, loaded strictly, and VMamba-v0
+    classification checkpoints, loaded into the encoder with the decoder mirrored).
+
+    ``strict``: None (default) = strict, except for layouts the model's converter marks as partial
+    (pretrained encoders); True / False force it. Shape mismatches always raise CheckpointError naming
+    the tensors; so does a checkpoint of which no tensor fits. Returns a :class:`LoadReport`.
+    """
+    if isinstance(path_or_state_dict, Mapping):
+        report = _load_object(model, path_or_state_dict, "(in-memory dict)", strict)
+    else:
+        report = _load_object(model, read_checkpoint(path_or_state_dict), str(path_or_state_dict), strict)
+    if report.missing or report.skipped or report.notes:
+        log.info("%s", report.summary())
+    return report
 
 
 def load_weights(
-    model: nn.Module, checkpoint: PathLike | Mapping[str, Any], strict: bool = True
+    model: nn.Module, checkpoint: PathLike | Mapping[str, Any], strict: bool | None = None
 ) -> LoadResult:
     """Load a checkpoint (path, or an already loaded dict) into ``model`` in place.
 
@@ -361,12 +487,12 @@ def load_weights(
     the model's registry name) with the same tensor shapes; other layouts are unwrapped, stripped of
     DDP/compile prefixes and passed through ``model.convert_state_dict`` if the model has one.
     Shape mismatches always raise CheckpointError (listing the first tensors with both shapes and the
-    constructor arguments that differ); with ``strict=True`` (default) so do missing or unexpected
-    tensors. Returns the keys that were missing / unexpected (empty lists when strict).
+    constructor arguments that differ); when strict so do missing or unexpected tensors. ``strict=None``
+    (default) is strict except for layouts the converter marks partial (see :func:`load_checkpoint`,
+    which returns the full report). Returns the keys that were missing / unexpected.
     """
-    if isinstance(checkpoint, Mapping):
-        return _load_object(model, checkpoint, "(in-memory dict)", strict)
-    return _load_object(model, read_checkpoint(checkpoint), str(checkpoint), strict)
+    report = load_checkpoint(model, checkpoint, strict)
+    return LoadResult(report.missing, report.unexpected)
 
 
 def build_model_from_checkpoint(path: PathLike | Mapping[str, Any], **overrides: Any) -> nn.Module:

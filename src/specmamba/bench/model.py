@@ -1,0 +1,449 @@
+"""Whole-model benchmark: VM-UNet inference and training speed and memory, next to the official figures.
+
+``specmamba bench model`` / :func:`bench_model` measure, in one run, the figures of REFERENCE.md
+section 2 and print each one beside the figure the official VM-UNet code reached (the reference):
+
+* CPU (``device="cpu"``): inference seconds per image at batch 1 for each scan backend (``cpu`` =
+  the fused numba kernel, what ``auto`` picks; ``ref`` = the sequential PyTorch loop, timed only when
+  its estimate, extrapolated from one forward at a quarter of the side, is under ``ref_budget_s``),
+  and training images/s (forward, BCE + Dice, backward, AdamW step) at a small batch, with the peak
+  extra resident memory of a step. References: the official network with its scan swapped for
+  pure-PyTorch ones on a 2-core CPU (paper configuration, 256x256, batch 1): 15.3 s sequential,
+  11.8 s with mambapy's parallel scan (the official CUDA kernel does not run on CPU at all).
+* CUDA (``device="cuda"``): training images/s at batch 32 in fp32 and with bf16 autocast, their
+  peak allocated memory (``torch.cuda.max_memory_allocated``, everything the process holds:
+  weights, optimizer state, activations), inference latency at batch 1 and throughput at batch 32,
+  all for ``cuda_model`` (``vmunet_deep``, the 44.27M configuration the official figures were
+  measured with on one H100: 83.7 / 103.5 img/s, 25.0 GiB, 32.0 ms, 301 img/s).
+* ``device="all"``: both sections (CUDA only where available).
+
+References are printed only where the measurement matches their setting (model, 256x256, batch);
+otherwise the row says so. Timings are medians (see :mod:`specmamba.bench.timing`); JSON output is
+written atomically. The header reports the thread count and the load average: on a CPU shared with
+other processes, OpenMP's default spin-waiting makes multi-threaded figures erratic (several times
+slower); ``OMP_WAIT_POLICY=passive`` in the environment, or ``threads=1``, gives steadier ones.
+
+Shape letters: B batch, C input channels, S image side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..atomic import atomic_write_text
+from ..errors import BackendUnavailableError, ConfigError
+from ..losses import build_loss
+from ..models import create_model
+from ..models.interface import valid_input_size
+from ..ops import BACKENDS, available_backends
+from .timing import format_table, peak_extra_bytes, synchronize, time_ms
+
+__all__ = ["REFERENCE", "bench_model"]
+
+#: Figures of the official VM-UNet code (REFERENCE.md section 2), each with the setting it holds for.
+REFERENCE: dict[str, dict[str, Any]] = {
+    "cpu_infer_s": {
+        "model": "vmunet",
+        "img_size": 256,
+        "batch": 1,
+        "value": 15.3,
+        "alt": 11.8,
+        "note": "official code, 2-core CPU, sequential PyTorch scan (mambapy pscan: 11.8 s)",
+    },
+    "cuda_train_fp32_img_s": {
+        "model": "vmunet_deep",
+        "img_size": 256,
+        "batch": 32,
+        "value": 83.7,
+        "note": "official code + CUDA scan, H100",
+    },
+    "cuda_train_bf16_img_s": {
+        "model": "vmunet_deep",
+        "img_size": 256,
+        "batch": 32,
+        "value": 103.5,
+        "note": "official code + CUDA scan, H100, bf16 autocast",
+    },
+    "cuda_train_fp32_peak_gib": {
+        "model": "vmunet_deep",
+        "img_size": 256,
+        "batch": 32,
+        "value": 25.0,
+        "note": "official code + CUDA scan, H100",
+    },
+    "cuda_infer_b1_ms": {
+        "model": "vmunet_deep",
+        "img_size": 256,
+        "batch": 1,
+        "value": 32.0,
+        "note": "official code + CUDA scan, H100 (1967 ms with the sequential scan)",
+    },
+    "cuda_infer_img_s": {
+        "model": "vmunet_deep",
+        "img_size": 256,
+        "batch": 32,
+        "value": 301.0,
+        "note": "official code + CUDA scan, H100",
+    },
+}
+
+_GIB = 2.0**30
+
+
+def _row(
+    section: str,
+    figure: str,
+    value: float,
+    unit: str,
+    *,
+    higher_is_better: bool,
+    key: str | None = None,
+    setting: tuple[str, int, int] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One result row; the reference ``key`` counts only for its own (model, img_size, batch) ``setting``.
+
+    ``better_by`` > 1 means specmamba is better (faster, or less memory) than the reference.
+    """
+    ref = REFERENCE[key] if key else None
+    applies = ref is not None and (ref["model"], ref["img_size"], ref["batch"]) == setting
+    note = None
+    if ref is not None:
+        note = (
+            ref["note"]
+            if applies
+            else f"reference is for {ref['model']}, {ref['img_size']}px, batch {ref['batch']}"
+        )
+    better = None
+    if applies and value:
+        better = value / ref["value"] if higher_is_better else ref["value"] / value
+    return {
+        "section": section,
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "reference": ref["value"] if applies else None,
+        "reference_note": note,
+        "better_by": better,
+        **extra,
+    }
+
+
+def _train_step(model: torch.nn.Module, x: Tensor, masks: Tensor, amp: bool) -> Callable[[], None]:
+    """One optimisation step (forward, BCE + Dice, backward, AdamW), with bf16 autocast if ``amp``."""
+    criterion = build_loss("bce_dice", model.num_classes)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        criterion(logits.float(), masks).backward()
+        optimizer.step()
+
+    return step
+
+
+def _infer(model: torch.nn.Module, x: Tensor) -> Callable[[], None]:
+    def call() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return call
+
+
+def _inputs(model: torch.nn.Module, batch: int, img_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, model.in_chans, img_size, img_size, generator=gen)  # (B, C, S, S)
+    masks = (torch.rand(batch, img_size, img_size, generator=gen) > 0.5).long()  # (B, S, S) labels
+    return x.to(device), masks.to(device)
+
+
+def _bench_cpu(
+    model_name: str,
+    img_size: int,
+    batch: int,
+    train_batch: int,
+    backends: Sequence[str],
+    repeats: int,
+    ref_budget_s: float,
+) -> list[dict[str, Any]]:
+    dev = torch.device("cpu")
+    torch.manual_seed(0)
+    model = create_model(model_name).eval()
+    x, _ = _inputs(model, batch, img_size, dev)
+    setting = (model_name, img_size, batch)
+    rows = []
+    for backend in backends:
+        model.set_scan_backend(backend)
+        label = f"inference, s per {img_size}x{img_size} image (batch {batch}), scan backend {backend}"
+        estimated = False
+        if backend == "ref":
+            # One forward at a quarter of the side, scaled by the area (every layer is linear in it).
+            small = valid_input_size(model, max(img_size // 4, model.input_multiple))
+            xs, _ = _inputs(model, batch, small, dev)
+            small_s = time_ms(_infer(model, xs), dev, repeats=1, warmup=0).median_ms / 1e3
+            estimate_s = small_s * (img_size / small) ** 2
+            if estimate_s > ref_budget_s:
+                seconds, estimated = estimate_s, True
+            else:
+                seconds = time_ms(_infer(model, x), dev, repeats=1, warmup=0).median_ms / 1e3
+        else:
+            seconds = time_ms(_infer(model, x), dev, repeats=repeats, warmup=1).median_ms / 1e3
+        rows.append(
+            _row(
+                "cpu",
+                label,
+                seconds / batch,
+                "s",
+                higher_is_better=False,
+                key="cpu_infer_s",
+                setting=setting,
+                backend=backend,
+                estimated=estimated,
+            )
+        )
+    model.set_scan_backend("auto")
+    xt, masks = _inputs(model, train_batch, img_size, dev)
+    step = _train_step(model, xt, masks, amp=False)
+    timing = time_ms(step, dev, repeats=repeats, warmup=1)
+    mem = peak_extra_bytes(step, dev)
+    rows.append(
+        _row(
+            "cpu",
+            f"training, images/s (batch {train_batch}, fp32, AdamW step)",
+            train_batch / (timing.median_ms / 1e3),
+            "img/s",
+            higher_is_better=True,
+            backend="auto",
+            peak_extra_gib=mem / _GIB if mem is not None else None,
+        )
+    )
+    return rows
+
+
+def _bench_cuda(
+    model_name: str, img_size: int, batch: int, backends: Sequence[str], repeats: int
+) -> list[dict[str, Any]]:
+    dev = torch.device("cuda")
+    rows = []
+    for backend in backends:
+        torch.manual_seed(0)
+        model = create_model(model_name, scan_backend=backend).to(dev)
+        for amp in (False, True):
+            x, masks = _inputs(model, batch, img_size, dev)
+            step = _train_step(model, x, masks, amp)
+            time_ms(step, dev, repeats=1, warmup=3)  # compile the kernels, settle the allocator
+            synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            timing = time_ms(step, dev, repeats=repeats, warmup=0)
+            peak = torch.cuda.max_memory_allocated(dev) / _GIB
+            tag = "bf16" if amp else "fp32"
+            setting = (model_name, img_size, batch)
+            rows.append(
+                _row(
+                    "cuda",
+                    f"training, images/s (batch {batch}, {tag})",
+                    batch / (timing.median_ms / 1e3),
+                    "img/s",
+                    higher_is_better=True,
+                    key=f"cuda_train_{tag}_img_s",
+                    setting=setting,
+                    backend=backend,
+                )
+            )
+            rows.append(
+                _row(
+                    "cuda",
+                    f"training peak memory, GiB (batch {batch}, {tag})",
+                    peak,
+                    "GiB",
+                    higher_is_better=False,
+                    key=None if amp else "cuda_train_fp32_peak_gib",
+                    setting=setting,
+                    backend=backend,
+                )
+            )
+            del step, x, masks
+        model.eval()
+        x1, _ = _inputs(model, 1, img_size, dev)
+        timing = time_ms(_infer(model, x1), dev, repeats=max(repeats, 20), warmup=3)
+        rows.append(
+            _row(
+                "cuda",
+                "inference latency, ms (batch 1, fp32)",
+                timing.median_ms,
+                "ms",
+                higher_is_better=False,
+                key="cuda_infer_b1_ms",
+                setting=(model_name, img_size, 1),
+                backend=backend,
+            )
+        )
+        xb, _ = _inputs(model, batch, img_size, dev)
+        timing = time_ms(_infer(model, xb), dev, repeats=repeats, warmup=3)
+        rows.append(
+            _row(
+                "cuda",
+                f"inference throughput, images/s (batch {batch}, fp32)",
+                batch / (timing.median_ms / 1e3),
+                "img/s",
+                higher_is_better=True,
+                key="cuda_infer_img_s",
+                setting=(model_name, img_size, batch),
+                backend=backend,
+            )
+        )
+        del model, x1, xb
+        torch.cuda.empty_cache()
+    return rows
+
+
+def bench_model(
+    model: str = "vmunet",
+    device: str = "cpu",
+    batch: int | None = None,
+    img_size: int = 256,
+    json_path: str | os.PathLike[str] | None = None,
+    *,
+    cuda_model: str | None = "vmunet_deep",
+    train_batch: int | None = None,
+    backends: Sequence[str] | None = None,
+    repeats: int | None = None,
+    ref_budget_s: float = 60.0,
+    threads: int | None = None,
+    verbose: bool = True,
+) -> dict:
+    """Benchmark a VM-UNet variant; print the table, return ``{"meta": ..., "rows": [...]}``.
+
+    Args:
+        model: registry name for the CPU section (any model with ``set_scan_backend``).
+        device: ``cpu``, ``cuda`` or ``all`` (CPU, then CUDA where available).
+        batch: inference batch on CPU (default 1); training and throughput batch on CUDA (default 32).
+        img_size: square input side (a size the model accepts).
+        json_path: also write the result there (atomically) as JSON.
+        cuda_model: model of the CUDA section (default ``vmunet_deep``, the setting of the official
+            figures); None = ``model``.
+        train_batch: CPU training batch (default 2).
+        backends: scan backends to time; CPU default ``cpu`` and ``ref``, CUDA default ``auto``.
+        repeats: timed calls per figure (median; default 3 on CPU, 10 on CUDA).
+        ref_budget_s: run the sequential ``ref`` scan on CPU only when its estimate is below this.
+        threads: CPU threads (``torch.set_num_threads``) during the run, restored afterwards; None = the
+            current setting. On a shared machine 1 thread often gives steadier figures.
+        verbose: print the table.
+
+    Rows hold ``value`` and ``unit``, the official ``reference`` (None where the setting differs) and
+    ``better_by`` (> 1: specmamba is better, i.e. faster or smaller). Raises ConfigError for bad
+    arguments, BackendUnavailableError for ``device="cuda"`` without CUDA.
+    """
+    if device not in ("cpu", "cuda", "all"):
+        raise ConfigError(f"bench model: device must be 'cpu', 'cuda' or 'all'; got {device!r}.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            "bench model --device cuda: CUDA is not available here; use --device cpu."
+        )
+    for name, value in (
+        ("batch", batch),
+        ("train_batch", train_batch),
+        ("repeats", repeats),
+        ("threads", threads),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"bench model: {name} must be a positive integer; got {value!r}.")
+    bad = [b for b in backends or () if b not in BACKENDS]
+    if bad:
+        raise ConfigError(f"bench model: backends must be among {', '.join(BACKENDS)}; got {bad}.")
+    cuda_model = cuda_model or model
+    probe = create_model(model)
+    if not hasattr(probe, "set_scan_backend"):
+        raise ConfigError(
+            f"bench model: {model!r} has no selective scan to benchmark; use a VM-UNet variant."
+        )
+    if valid_input_size(probe, img_size) != img_size:
+        raise ConfigError(
+            f"bench model: img_size {img_size} does not fit {model} (multiples of {probe.input_multiple}); "
+            f"use {valid_input_size(probe, img_size)}."
+        )
+    del probe
+    run_cpu = device in ("cpu", "all")
+    run_cuda = device == "cuda" or (device == "all" and torch.cuda.is_available())
+    cpu_backends = list(backends) if backends else ["cpu", "ref"]
+    missing = [b for b in cpu_backends if b != "auto" and b not in available_backends("cpu")]
+    if run_cpu and missing:
+        from ..ops import resolve_backend
+
+        resolve_backend(missing[0], "cpu")  # raises with the reason and the fix
+    meta: dict[str, Any] = {
+        "model": model,
+        "cuda_model": cuda_model if run_cuda else None,
+        "img_size": img_size,
+        "threads": threads or torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "repeats": {"cpu": repeats or 3, "cuda": repeats or 10},
+        "gpu": torch.cuda.get_device_name() if run_cuda else None,
+    }
+    if device == "all" and not run_cuda:
+        meta["cuda"] = "not available: CUDA section skipped"
+    rows: list[dict[str, Any]] = []
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        if run_cpu:
+            rows += _bench_cpu(
+                model, img_size, batch or 1, train_batch or 2, cpu_backends, repeats or 3, ref_budget_s
+            )
+        if run_cuda:
+            cuda_backends = list(backends) if backends else ["auto"]
+            rows += _bench_cuda(cuda_model, img_size, batch or 32, cuda_backends, repeats or 10)
+    finally:
+        torch.set_num_threads(before)
+    result = {"meta": meta, "rows": rows}
+    if verbose:
+        print(render(result))
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def render(result: dict) -> str:
+    """The console table of a :func:`bench_model` result."""
+    meta = result["meta"]
+    head = (
+        f"model benchmark: {meta['model']} (CPU)"
+        + (f", {meta['cuda_model']} on {meta['gpu']}" if meta.get("gpu") else "")
+        + f", {meta['img_size']}x{meta['img_size']}, {meta['threads']} CPU threads, torch {meta['torch']}"
+    )
+    if meta.get("load_average"):
+        head += ", load average " + " ".join(f"{v:.2f}" for v in meta["load_average"])
+    if meta.get("cuda"):
+        head += f"\nCUDA {meta['cuda']}"
+
+    table = []
+    for r in result["rows"]:
+        value = r["value"]
+        shown = (
+            f"~{value:.3g} (estimated, not run)"
+            if r.get("estimated")
+            else (f"{value:.3g}" if isinstance(value, float) else str(value))
+        )
+        ref = f"{r['reference']:.3g}" if r["reference"] is not None else "-"
+        better = f"{r['better_by']:.2f}x" if r["better_by"] is not None else "-"
+        note = r["reference_note"] or ""
+        if r.get("peak_extra_gib") is not None:
+            note = f"peak extra RSS {r['peak_extra_gib']:.2f} GiB" + (f"; {note}" if note else "")
+        table.append([r["section"], r["figure"], f"{shown} {r['unit']}", ref, better, note])
+    header = ["device", "figure", "specmamba", "official", "better by", "reference / notes"]
+    return head + "\n" + format_table(table, header)

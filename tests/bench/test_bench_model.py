@@ -1,0 +1,118 @@
+"""The model benchmark (``specmamba.bench.model``), on CPU with ``test_vmunet`` at a tiny size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from specmamba.bench.model import REFERENCE, bench_model
+from specmamba.errors import BackendUnavailableError, ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cpu_rows_json_and_table(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    result = bench_model(model="test_vmunet", img_size=32, repeats=1, json_path=out)
+    rows = result["rows"]
+    assert [r["backend"] for r in rows] == ["cpu", "ref", "auto"]
+    assert [r["unit"] for r in rows] == ["s", "s", "img/s"]
+    assert all(r["value"] > 0 and r["section"] == "cpu" for r in rows)
+    assert not rows[1]["estimated"]  # tiny: the sequential scan is timed, not estimated
+    # Other model and size than the official figure: shown but not compared.
+    assert rows[0]["reference"] is None and rows[0]["better_by"] is None
+    assert "vmunet, 256px, batch 1" in rows[0]["reference_note"]
+    assert result["meta"]["model"] == "test_vmunet" and result["meta"]["img_size"] == 32
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert not list(tmp_path.glob("*.tmp"))
+    printed = capsys.readouterr().out
+    assert "scan backend cpu" in printed and "scan backend ref" in printed and "training, images/s" in printed
+
+
+def test_threads_are_set_for_the_run_and_restored():
+    result = bench_model(
+        model="test_vmunet", img_size=32, backends=["cpu"], repeats=1, threads=2, verbose=False
+    )
+    assert result["meta"]["threads"] == 2 and torch.get_num_threads() == 1
+
+
+def test_ref_is_estimated_beyond_its_budget():
+    result = bench_model(
+        model="test_vmunet", img_size=64, backends=["ref"], repeats=1, ref_budget_s=0.0, verbose=False
+    )
+    ref = result["rows"][0]
+    assert ref["backend"] == "ref" and ref["estimated"] and ref["value"] > 0
+
+
+def test_reference_compared_only_in_its_setting():
+    from specmamba.bench.model import _row
+
+    row = _row("cpu", "x", 1.53, "s", higher_is_better=False, key="cpu_infer_s", setting=("vmunet", 256, 1))
+    assert row["reference"] == REFERENCE["cpu_infer_s"]["value"] == 15.3
+    assert row["better_by"] == pytest.approx(10.0)
+    row = _row(
+        "cuda",
+        "x",
+        167.4,
+        "img/s",
+        higher_is_better=True,
+        key="cuda_train_fp32_img_s",
+        setting=("vmunet_deep", 256, 32),
+    )
+    assert row["better_by"] == pytest.approx(2.0)
+    row = _row(
+        "cuda",
+        "x",
+        167.4,
+        "img/s",
+        higher_is_better=True,
+        key="cuda_train_fp32_img_s",
+        setting=("vmunet_deep", 256, 8),
+    )
+    assert row["reference"] is None and row["better_by"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"device": "tpu"}, ConfigError, "device must be"),
+        ({"img_size": 48}, ConfigError, "use 64"),
+        ({"backends": ["fast"]}, ConfigError, "backends must be among"),
+        ({"batch": 0}, ConfigError, "batch must be a positive integer"),
+        ({"model": "test_unet"}, ConfigError, "no selective scan"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        bench_model(**{"model": "test_vmunet", "img_size": 32, "verbose": False, **kwargs})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(BackendUnavailableError, match="CUDA is not available"):
+        bench_model(model="test_vmunet", device="cuda", img_size=32, verbose=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rows():
+    result = bench_model(
+        model="test_vmunet",
+        device="cuda",
+        cuda_model="test_vmunet",
+        img_size=64,
+        batch=4,
+        repeats=2,
+        verbose=False,
+    )
+    figures = [r["figure"] for r in result["rows"]]
+    assert any("bf16" in f for f in figures) and any("latency" in f for f in figures)
+    assert all(r["value"] > 0 for r in result["rows"])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from specmamba.engine.config import resolve_config
 from specmamba.errors import CheckpointError, ConfigError
-from specmamba.models import create_model
-from specmamba.models.unet_resnet import UNetResNet
+from specmamba.models import create_model, load_checkpoint
+from specmamba.models.unet_resnet import TORCHVISION_RESNET_LAYOUT, UNetResNet
 
 
 def _n_params(module: torch.nn.Module) -> int:
@@ -178,7 +179,7 @@ def test_encoder_weights_errors(tmp_path):
     # A ResNet of another width does not fit: the message names the file and the first tensor.
     other = tmp_path / "other.pth"
     torch.save(torchvision_resnet_state_dict(layers=(1, 1, 1, 1), widths=(16, 16, 32, 64)), other)
-    with pytest.raises(CheckpointError, match="other.pth do not fit.*conv1.weight"):
+    with pytest.raises(CheckpointError, match="other.pth: its tensors do not fit.*conv1.weight"):
         create_model("test_unet_resnet", encoder_weights=other)
     # A deeper ResNet has unexpected blocks.
     deeper = tmp_path / "deeper.pth"
@@ -189,3 +190,50 @@ def test_encoder_weights_errors(tmp_path):
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt.pth"):
         create_model("test_unet_resnet", encoder_weights=corrupt)
+    # A basic-block ResNet (18/34) is named as such.
+    basic = {k: v for k, v in torchvision_resnet_state_dict(**SMALL).items() if ".conv3." not in k}
+    with pytest.raises(CheckpointError, match="basic-block ResNet"):
+        create_model("test_unet_resnet", encoder_weights=basic)
+
+
+def test_encoder_weights_report(tmp_path):
+    sd = torchvision_resnet_state_dict(**SMALL, with_counters=False)
+    path = tmp_path / "resnet.pth"
+    torch.save(sd, path)
+    model = create_model("test_unet_resnet", in_chans=1, encoder_weights=path)
+    report = model.pretrained_report
+    assert report.source == str(path) and "torchvision ResNet" in report.layout
+    assert sorted(report.loaded) == sorted(k for k in sd if not k.startswith("fc."))
+    assert report.skipped == {
+        "fc.weight": "ImageNet classifier head (not part of the encoder)",
+        "fc.bias": "ImageNet classifier head (not part of the encoder)",
+    }
+    assert report.missing == []  # the BatchNorm counters are filled in by BatchNorm itself
+    assert report.notes == ["conv1.weight adapted from 3 to 1 input channel(s)."]
+    assert "Loaded" in report.summary()
+    assert create_model("test_unet_resnet").pretrained_report is None
+
+
+def test_torchvision_checkpoint_through_checkpoint_path(tmp_path):
+    sd = torchvision_resnet_state_dict(**SMALL)
+    path = tmp_path / "resnet.pth"
+    torch.save(sd, path)
+    model = create_model("test_unet_resnet", checkpoint_path=path)  # encoder only: a partial load
+    assert torch.equal(model.encoder.layer2[0].conv3.weight, sd["layer2.0.conv3.weight"])
+    report = load_checkpoint(create_model("test_unet_resnet"), path)
+    assert report.layout == TORCHVISION_RESNET_LAYOUT and set(report.skipped) == {"fc.weight", "fc.bias"}
+    assert report.missing and all(k.startswith(("decoder.", "head.")) for k in report.missing)
+    deeper = torchvision_resnet_state_dict(layers=(2, 1, 1, 1), widths=(8, 16, 32, 64))
+    with pytest.raises(CheckpointError, match="unexpected .*layer1.1"):
+        load_checkpoint(create_model("test_unet_resnet"), deeper)
+
+
+def test_unet_resnet50_audit_preset():
+    cfg = resolve_config("unet_resnet50_audit", data="d", out="o")
+    # REFERENCE.md section 3: Adam 1e-4 (constant), 100 epochs, Dice loss, flips and rotation, 256x256,
+    # split seed 42 with 20% held out.
+    assert (cfg.model, cfg.img_size, cfg.epochs, cfg.loss) == ("unet_resnet50", 256, 100, "dice")
+    assert (cfg.optimizer, cfg.lr, cfg.min_lr, cfg.warmup_epochs) == ("adam", 1e-4, 1e-4, 0.0)
+    assert cfg.weight_decay == 0.0 and cfg.grad_clip is None
+    assert cfg.hflip > 0 and cfg.vflip > 0 and cfg.rotate_degrees > 0
+    assert (cfg.split_seed, cfg.val_fraction) == (42, 0.2)

@@ -13,16 +13,21 @@ channels, each nearest upsample x2, concatenation of the encoder map of the same
 MONAI's ResNet names its tensors as torchvision does (``conv1``, ``bn1``, ``layerN.i.convJ``,
 ``layerN.i.downsample.{0,1}``; only the parameter-free activation is ``act`` instead of ``relu``),
 so a torchvision- or timm-layout ResNet-50 state dict (``resnet50-0676ba61.pth``...) loads into
-``encoder`` directly once its ``fc.*`` tensors are dropped. Pretrained ImageNet weights expect
-ImageNet-normalised inputs.
+``encoder`` directly once its ``fc.*`` tensors are dropped: ``encoder_weights=path`` (or
+:func:`load_resnet_encoder_weights`) loads such a file into the encoder, and
+``create_model("unet_resnet50", checkpoint_path=path)`` does the same through
+:meth:`UNetResNet.convert_state_dict`; both report what loaded
+(:class:`~specmamba.models.weights.LoadReport`) and refuse a ResNet of another depth, block type or
+width. Pretrained ImageNet weights expect ImageNet-normalised inputs (``normalization: imagenet``).
 
 Shape letters: B batch, C channels, H/W input height/width (multiples of 32).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monai.networks.nets import ResNet
@@ -32,42 +37,120 @@ from ..errors import CheckpointError, ConfigError
 from .interface import SegmentationModel, make_feature_info
 from .registry import register_model
 from .unet import UpBlock, init_conv_bn
-from .weights import adapt_input_conv, diff_state_dict, extract_state_dict, read_checkpoint, strip_prefixes
+from .weights import (
+    ConvertedStateDict,
+    LoadReport,
+    adapt_input_conv,
+    diff_state_dict,
+    extract_state_dict,
+    read_checkpoint,
+    strip_prefixes,
+)
 
-__all__ = ["UNetResNet", "load_resnet_encoder_weights", "test_unet_resnet", "unet_resnet50"]
+__all__ = [
+    "TORCHVISION_RESNET_LAYOUT",
+    "UNetResNet",
+    "convert_torchvision_resnet",
+    "load_resnet_encoder_weights",
+    "test_unet_resnet",
+    "unet_resnet50",
+]
+
+log = logging.getLogger(__name__)
 
 _EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-def load_resnet_encoder_weights(encoder: ResNet, path: str | os.PathLike[str]) -> None:
-    """Load a local torchvision/timm-layout ResNet state dict (``conv1.weight``, ``bn1.*``,
-    ``layer1.0.conv1.weight``, ..., ``fc.*`` ignored) into a MONAI ResNet ``encoder``.
+#: How reports name the layout of torchvision / timm ResNet classification checkpoints.
+TORCHVISION_RESNET_LAYOUT = "torchvision ResNet ImageNet checkpoint: encoder only"
 
-    ``conv1.weight`` is adapted to the encoder's input channels (sum for 1 channel, tile and rescale
-    for more, see :func:`~specmamba.models.weights.adapt_input_conv`). A missing or unreadable file,
-    or a state dict of another ResNet depth/width, raises CheckpointError naming the file.
+
+def convert_torchvision_resnet(
+    state_dict: Mapping[str, Tensor], encoder_state: Mapping[str, Tensor], prefix: str = ""
+) -> ConvertedStateDict:
+    """A torchvision/timm-layout ResNet state dict -> the tensors of a MONAI ResNet encoder.
+
+    ``encoder_state`` is the encoder's own ``state_dict()``; the result's names get ``prefix``
+    (``"encoder."`` to load into a whole :class:`UNetResNet`, which makes the result partial). The
+    classifier ``fc.*`` is skipped; ``conv1.weight`` is adapted to the encoder's input channels (sum
+    for 1 channel, tile and rescale for more, see :func:`~specmamba.models.weights.adapt_input_conv`).
+    Every encoder tensor must be present with its shape (BatchNorm ``num_batches_tracked`` counters
+    may be absent): otherwise CheckpointError says what differs.
     """
-    state_dict = strip_prefixes(extract_state_dict(read_checkpoint(path), f"Encoder weights {path}"))
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-    in_chans = encoder.conv1.in_channels
-    if "conv1.weight" in state_dict and state_dict["conv1.weight"].ndim == 4:
-        state_dict["conv1.weight"] = adapt_input_conv(state_dict["conv1.weight"], in_chans)
-    diff = diff_state_dict(encoder.state_dict(), state_dict)
+    sd = dict(state_dict)
+    skipped = {k: "ImageNet classifier head (not part of the encoder)" for k in sd if k.startswith("fc.")}
+    sd = {k: v for k, v in sd.items() if k not in skipped}
+    notes = []
+    stem, want = sd.get("conv1.weight"), encoder_state["conv1.weight"]
+    if stem is not None and stem.ndim == 4 and stem.shape[1] != want.shape[1]:
+        sd["conv1.weight"] = adapt_input_conv(stem, want.shape[1])
+        notes.append(f"conv1.weight adapted from {stem.shape[1]} to {want.shape[1]} input channel(s).")
+    diff = diff_state_dict(encoder_state, sd)
     if not diff.ok:
         details = []
         if diff.mismatched:
-            k, got, want = diff.mismatched[0]
-            details.append(f"{len(diff.mismatched)} tensor(s) of other shapes (first: {k} {got} vs {want})")
+            k, got, want_shape = diff.mismatched[0]
+            details.append(
+                f"{len(diff.mismatched)} tensor(s) of other shapes (first: {k} {got} vs {want_shape})"
+            )
         if diff.missing:
             details.append(f"{len(diff.missing)} missing (first: {', '.join(diff.missing[:3])})")
         if diff.unexpected:
             details.append(f"{len(diff.unexpected)} unexpected (first: {', '.join(diff.unexpected[:3])})")
+        hint = ""
+        if "layer1.0.conv3.weight" in encoder_state and "layer1.0.conv3.weight" not in sd:
+            hint = " It holds a basic-block ResNet (ResNet-18/34), not a bottleneck one."
         raise CheckpointError(
-            f"Encoder weights {path} do not fit this ResNet encoder: {'; '.join(details)}. Expected a "
+            f"its tensors do not fit this ResNet encoder: {'; '.join(details)}.{hint} Expected a "
             "torchvision-layout state dict of the same ResNet (for unet_resnet50: ResNet-50, e.g. "
             "resnet50-0676ba61.pth from torchvision, saved locally)."
         )
-    encoder.load_state_dict(state_dict, strict=True)
+    return ConvertedStateDict(
+        state_dict={prefix + k: v for k, v in sd.items()},
+        layout=TORCHVISION_RESNET_LAYOUT,
+        partial=bool(prefix),
+        skipped=skipped,
+        notes=notes,
+    )
+
+
+def load_resnet_encoder_weights(
+    encoder: ResNet, checkpoint: str | os.PathLike[str] | Mapping[str, Any]
+) -> LoadReport:
+    """Load a local torchvision/timm-layout ResNet checkpoint into a MONAI ResNet ``encoder``.
+
+    ``checkpoint``: a path (``resnet50-0676ba61.pth``...: a raw state dict or one wrapped under
+    ``state_dict`` / ``model``, DDP prefixes allowed) or an already loaded dict; converted with
+    :func:`convert_torchvision_resnet`. A missing or unreadable file, or a ResNet of another depth,
+    block type or width, raises CheckpointError naming the file. Returns (and logs) a
+    :class:`~specmamba.models.weights.LoadReport`.
+    """
+    if isinstance(checkpoint, Mapping):
+        source, obj = "(in-memory dict)", checkpoint
+    else:
+        source, obj = str(checkpoint), read_checkpoint(checkpoint)
+    state_dict = strip_prefixes(extract_state_dict(obj, f"Encoder weights {source}"))
+    encoder_state = encoder.state_dict()
+    try:
+        converted = convert_torchvision_resnet(state_dict, encoder_state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"Encoder weights {source}: {exc}") from None
+    encoder.load_state_dict(converted.state_dict, strict=True)
+    report = LoadReport(
+        source=source,
+        layout=converted.layout,
+        loaded=[k for k in encoder_state if k in converted.state_dict],
+        skipped=converted.skipped,
+        # BatchNorm fills in the num_batches_tracked counters that old torchvision files lack.
+        missing=[
+            k
+            for k in encoder_state
+            if k not in converted.state_dict and not k.endswith("num_batches_tracked")
+        ],
+        notes=converted.notes,
+    )
+    log.info("%s", report.summary())
+    return report
 
 
 class UNetResNet(SegmentationModel):
@@ -81,7 +164,8 @@ class UNetResNet(SegmentationModel):
         widths: block widths per stage (stem width = widths[0]); (64, 128, 256, 512) for ResNet-50.
         decoder_channels: channels of the five decoder blocks.
         encoder_weights: local path of a torchvision-layout ResNet state dict to initialise the
-            encoder (never downloaded); None = random initialisation.
+            encoder (never downloaded); None = random initialisation. What loaded is kept in
+            ``pretrained_report`` (a :class:`~specmamba.models.weights.LoadReport`).
         model_name: registry name used in error messages.
     """
 
@@ -95,7 +179,7 @@ class UNetResNet(SegmentationModel):
         layers: Sequence[int] = (3, 4, 6, 3),
         widths: Sequence[int] = (64, 128, 256, 512),
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
-        encoder_weights: str | os.PathLike[str] | None = None,
+        encoder_weights: str | os.PathLike[str] | Mapping[str, Any] | None = None,
         model_name: str | None = None,
     ) -> None:
         super().__init__(in_chans, num_classes, model_name)
@@ -132,8 +216,24 @@ class UNetResNet(SegmentationModel):
         self.feature_info = make_feature_info(
             enc_chs[1:], [4, 8, 16, 32], [f"encoder.layer{i}" for i in range(1, 5)]
         )
+        self.pretrained_report: LoadReport | None = None
         if encoder_weights is not None:
-            load_resnet_encoder_weights(self.encoder, encoder_weights)
+            self.pretrained_report = load_resnet_encoder_weights(self.encoder, encoder_weights)
+
+    def convert_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor] | ConvertedStateDict:
+        """Hook of :func:`specmamba.models.weights.load_checkpoint` for foreign layouts.
+
+        A torchvision/timm ResNet classification state dict (``conv1.weight``, ``layer1.*``, ``fc.*``)
+        becomes the encoder's tensors (partial load, see :func:`convert_torchvision_resnet`); anything
+        else is returned unchanged and loaded strictly.
+        """
+        sd = dict(state_dict)
+        if "conv1.weight" in sd and any(k.startswith("layer1.") for k in sd):
+            encoder_state = {
+                k[len("encoder.") :]: v for k, v in self.state_dict().items() if k.startswith("encoder.")
+            }
+            return convert_torchvision_resnet(sd, encoder_state, prefix="encoder.")
+        return sd
 
     def _encode(self, x: Tensor) -> list[Tensor]:
         """[stem (/2), layer1 (/4), layer2 (/8), layer3 (/16), layer4 (/32)]."""

@@ -64,6 +64,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from .scan_grads import assemble_scan_grads, ordered_sum
+
 __all__ = ["LANES", "chunk_len", "scan_cpu", "ss2d_scan_cpu"]
 
 LANES = 16  # channels per SIMD tile (two AVX2 / one AVX-512 float32 vector)
@@ -668,14 +670,6 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _ordered_sum(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sum over ``dim`` slice by slice in index order (a reduction order fixed by construction)."""
-    acc = t.select(dim, 0).clone()
-    for i in range(1, t.shape[dim]):
-        acc += t.select(dim, i)
-    return acc
-
-
 class _NumbaScan(torch.autograd.Function):
     """Autograd wrapper of the two kernels. ``perm`` is None for a plain scan ((k, l) for SS2D)."""
 
@@ -759,19 +753,11 @@ class _NumbaScan(torch.autograd.Function):
             from .cross_scan import merge_with_index
 
             du_s = merge_with_index(du_s.view(b, d // du, du, length), pm)
-        dB = dBp[:, :, 0] if splits == 1 else _ordered_sum(dBp, 2)
-        dC = dCp[:, :, 0] if splits == 1 else _ordered_sum(dCp, 2)
-        dts = ctx.dtypes
-        grads = [
-            du_s.to(dts[0]),
-            ddelta.to(dts[1]),
-            _ordered_sum(dA_p, 0).to(dts[2]),
-            dB.to(dts[3]),
-            dC.to(dts[4]),
-            _ordered_sum(dD_p, 0).to(dts[5]) if has_d else None,
-            dz.to(dts[6]) if has_z else None,
-            _ordered_sum(dbias_p, 0).to(dts[7]) if has_bias else None,
-        ]
+        dB = dBp[:, :, 0] if splits == 1 else ordered_sum(dBp, 2)
+        dC = dCp[:, :, 0] if splits == 1 else ordered_sum(dCp, 2)
+        grads = assemble_scan_grads(
+            ctx.dtypes, du_s, ddelta, dA_p, dB, dC, dD_p, dz, dbias_p, has_d, has_z, has_bias
+        )
         return (*grads, None, None)
 
 

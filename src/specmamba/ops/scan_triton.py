@@ -45,6 +45,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .scan_grads import assemble_scan_grads, ordered_sum
+
 __all__ = ["scan_triton", "ss2d_scan_triton"]
 
 _BLOCK_L = 32
@@ -322,13 +324,6 @@ def _block_d(dg: int) -> int:
     return bd
 
 
-def _ordered_sum(t: torch.Tensor, dim: int) -> torch.Tensor:
-    acc = t.select(dim, 0).clone()
-    for i in range(1, t.shape[dim]):
-        acc += t.select(dim, i)
-    return acc
-
-
 class _TritonScan(torch.autograd.Function):
     """Autograd wrapper; ``hw`` is None for a plain scan, (h, w) for the fused SS2D form."""
 
@@ -452,18 +447,10 @@ class _TritonScan(torch.autograd.Function):
             num_warps=_NUM_WARPS,
         )
         per_group = dg // bd
-        dB = _ordered_sum(dB_p.view(b, g, per_group, n, length), 2)  # blocks of a group, in order
-        dC = _ordered_sum(dC_p.view(b, g, per_group, n, length), 2)
-        dts = ctx.dtypes
-        grads = (
-            du_.to(dts[0]),
-            ddelta.to(dts[1]),
-            _ordered_sum(dA_p, 0).to(dts[2]),
-            dB.to(dts[3]),
-            dC.to(dts[4]),
-            _ordered_sum(dD_p, 0).to(dts[5]) if has_d else None,
-            dz.to(dts[6]) if has_z else None,
-            _ordered_sum(dbias_p, 0).to(dts[7]) if has_bias else None,
+        dB = ordered_sum(dB_p.view(b, g, per_group, n, length), 2)  # blocks of a group, in order
+        dC = ordered_sum(dC_p.view(b, g, per_group, n, length), 2)
+        grads = assemble_scan_grads(
+            ctx.dtypes, du_, ddelta, dA_p, dB, dC, dD_p, dz, dbias_p, has_d, has_z, has_bias
         )
         return (*grads, None, None)
 

@@ -5,8 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from specmamba.data import make_synthetic_dataset
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Run a test on one intra-op thread, then restore the setting.
+
+    For tests on tiny tensors: a second thread gains nothing, and on busy shared cores the OpenMP
+    barriers between threads make every small op wait for a time slice (up to 100x slower).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,7 @@ import torch
 from specmamba.bench.model import REFERENCE, bench_model
 from specmamba.errors import BackendUnavailableError, ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cpu_rows_json_and_table(tmp_path, capsys):

@@ -27,14 +27,6 @@ from specmamba.layers.ss2d import to_scan_order
 KEYS_FILE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "vmunet_official_keys.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _orders(h: int, w: int) -> list[list[tuple[int, int]]]:
     """Positions visited at each step: row-major, column-major, and both reversed."""
     row = [(i, j) for i in range(h) for j in range(w)]

@@ -17,14 +17,6 @@ from specmamba.layers.swin_block import SwinBlock, SwinBlocks, shifted_window_ma
 from specmamba.layers.window_attention import window_partition
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _partners(y: int, x: int, h: int, w: int, ws: int, s: int) -> list[tuple[int, int]]:
     """Pixels that pixel (y, x) attends to with a window grid shifted by s (0: regular windows)."""
     ry, rx = (y - s) % h, (x - s) % w  # position after rolling the map by (-s, -s)

@@ -9,14 +9,6 @@ import torch.nn.functional as F
 from specmamba.layers.swin_patch import SwinPatchEmbed, SwinPatchExpand, SwinPatchMerging
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _norm_input(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What ``module.norm`` receives when ``module`` runs on ``x``."""
     seen = {}

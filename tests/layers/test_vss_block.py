@@ -9,14 +9,6 @@ import torch.nn.functional as F
 from specmamba.layers import SS2D, DropPath, VSSBlock
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_structure_and_names():
     block = VSSBlock(16, drop_path=0.1, d_state=4, scan_backend="ref")
     assert isinstance(block.self_attention, SS2D) and block.self_attention.scan_backend == "ref"

@@ -15,14 +15,6 @@ from specmamba.layers.window_attention import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_window_partition_order_and_inverse():
     x = torch.randn(2, 8, 12, 3)
     win = window_partition(x, 4)

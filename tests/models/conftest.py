@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Run each model test on one intra-op thread, then restore the setting.
-
-    The tensors here are tiny: a second thread gains nothing, and on busy shared cores the OpenMP
-    barriers between threads make every convolution wait for a time slice (100x slower).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
+    """Every model test runs on one intra-op thread (see ``one_torch_thread``)."""
     yield
-    torch.set_num_threads(before)

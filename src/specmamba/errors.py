@@ -35,3 +35,7 @@ class BackendUnavailableError(SpecMambaError, RuntimeError):
 
 class TrainingDivergedError(SpecMambaError, FloatingPointError):
     """The training loss became NaN or infinite (usually a learning rate too high for the model)."""
+
+
+class NotMeasurableError(SpecMambaError, ValueError):
+    """A feature map too small for a Fourier measure (the audit reports such a stage as not measurable)."""

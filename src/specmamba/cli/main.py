@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SpecMambaError
-from . import bench, demo, evaluate, models, predict, synth, train
+from . import audit, bench, demo, evaluate, models, predict, synth, train
 
-SUBCOMMANDS = (models, synth, train, evaluate, predict, demo, bench)
+SUBCOMMANDS = (models, synth, train, evaluate, predict, audit, demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in reports as the command run
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Our own progress messages at INFO; other libraries (e.g. fontTools subsetting PDF fonts) stay quiet.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("specmamba").setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
     except SpecMambaError as err:

@@ -99,4 +99,4 @@ def load_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], nn.Modul
             "config or normalisation). Pass a run's checkpoint_best.pt or checkpoint_last.pt; to load bare "
             "weights into a model use specmamba.create_model(NAME, checkpoint_path=PATH)."
         )
-    return ckpt, build_model_from_checkpoint(ckpt)
+    return ckpt, build_model_from_checkpoint(ckpt, source=str(path))

@@ -495,17 +495,20 @@ def load_weights(
     return LoadResult(report.missing, report.unexpected)
 
 
-def build_model_from_checkpoint(path: PathLike | Mapping[str, Any], **overrides: Any) -> nn.Module:
+def build_model_from_checkpoint(
+    path: PathLike | Mapping[str, Any], *, source: str | None = None, **overrides: Any
+) -> nn.Module:
     """Create the model a specmamba checkpoint (a path, or a dict already read) describes; load its weights.
 
     The model is built with ``create_model(checkpoint["model_name"], **checkpoint["model_kwargs"])``,
     leaving out arguments that only initialise weights (``encoder_weights``...); ``overrides``
     (None values ignored) replace saved arguments, for options that do not change tensor shapes.
     A raw state dict raises CheckpointError, since it does not say which architecture it holds.
+    ``source`` names a dict's file in error messages.
     """
     obj = path if isinstance(path, Mapping) else read_checkpoint(path)
     if isinstance(path, Mapping):
-        path = "the checkpoint"
+        path = source or "the checkpoint"
     if not is_specmamba_checkpoint(obj):
         raise CheckpointError(
             f"Checkpoint {path} is not a specmamba checkpoint (no 'format': {CHECKPOINT_FORMAT!r}), so it "

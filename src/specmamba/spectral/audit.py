@@ -255,6 +255,59 @@ def _report_summary(headline: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _build_tables(
+    results: Sequence[CheckpointResult],
+    entries: Sequence[AuditedModel],
+    specs: Sequence[Any],
+    settings: AuditSettings,
+    n_images: int,
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Every table of :data:`TABLE_FILES` (key -> rows) and the notes the report shows with them."""
+    boot = {"n_boot": settings.n_boot, "seed": settings.seed}
+    tables = {
+        "boundary": boundary_rows(results, **boot),
+        "stages": stage_rows(results, [e.points for e in entries], **boot),
+        "bands": band_rows(results),
+        "shift": shift_rows(results, specs),
+        "channels": channel_rows(results, settings.threshold),
+        "per_image": per_image_rows(results),
+    }
+    tables["correlation"], notes = correlation_rows(results, **boot)
+    notes = _stage_notes(results, entries) + notes
+    if specs and settings.shift_images is not None and settings.shift_images < n_images:
+        notes.append(f"The shift test ran on the first {settings.shift_images} of the {n_images} images.")
+    if not specs:
+        notes.append("The shift test was not run (shift_images = 0).")
+    if settings.max_images is not None:
+        notes.append(f"Only the first {n_images} images of the split were audited (max_images).")
+    return tables, notes
+
+
+def _write_tables_and_figures(
+    out: Path,
+    tables: dict[str, list[dict[str, Any]]],
+    results: Sequence[CheckpointResult],
+    specs: Sequence[Any],
+) -> tuple[dict[str, str], dict[str, list[Path]]]:
+    """CSV tables, power_spectra.npz and the figures; returns (table key -> file name, figure -> paths)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for key, name in TABLE_FILES.items():
+        if key == "shift" and not specs:
+            continue
+        write_csv(out / name, tables[key])
+        files[key] = name
+    spectra = {r.label: r.log_power for r in results}
+    _write_spectra(out / "power_spectra.npz", spectra)
+    points: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        points.setdefault(r.architecture, []).extend(
+            {"checkpoint": r.label, "avr_mean": row["avr_mean"], "bf1": row["bf1"]} for row in r.rows
+        )
+    figures = write_all_figures(out, tables["stages"], tables["bands"], tables["shift"], points, spectra)
+    return files, figures
+
+
 def run_audit(
     checkpoints: Sequence[str | Path],
     data: str | Path,
@@ -309,39 +362,8 @@ def run_audit(
         if dev.type == "cuda":
             torch.cuda.empty_cache()
 
-    boot = {"n_boot": settings.n_boot, "seed": settings.seed}
-    tables = {
-        "boundary": boundary_rows(results, **boot),
-        "stages": stage_rows(results, [e.points for e in entries], **boot),
-        "bands": band_rows(results),
-        "shift": shift_rows(results, specs),
-        "channels": channel_rows(results, settings.threshold),
-        "per_image": per_image_rows(results),
-    }
-    tables["correlation"], notes = correlation_rows(results, **boot)
-    notes = _stage_notes(results, entries) + notes
-    if specs and settings.shift_images is not None and settings.shift_images < len(pairs):
-        notes.append(f"The shift test ran on the first {settings.shift_images} of the {len(pairs)} images.")
-    if not specs:
-        notes.append("The shift test was not run (shift_images = 0).")
-    if settings.max_images is not None:
-        notes.append(f"Only the first {len(pairs)} images of the split were audited (max_images).")
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for key in TABLE_FILES:
-        if key == "shift" and not specs:
-            continue
-        write_csv(out / TABLE_FILES[key], tables[key])
-        files[key] = TABLE_FILES[key]
-    spectra = {r.label: r.log_power for r in results}
-    _write_spectra(out / "power_spectra.npz", spectra)
-    points = {}
-    for r in results:
-        points.setdefault(r.architecture, []).extend(
-            {"checkpoint": r.label, "avr_mean": row["avr_mean"], "bf1": row["bf1"]} for row in r.rows
-        )
-    figures = write_all_figures(out, tables["stages"], tables["bands"], tables["shift"], points, spectra)
+    tables, notes = _build_tables(results, entries, specs, settings, len(pairs))
+    files, figures = _write_tables_and_figures(out, tables, results, specs)
 
     headline = _headline(tables["stages"], tables["boundary"], tables["shift"], tables["correlation"])
     provenance = {
@@ -368,7 +390,7 @@ def run_audit(
         out / "report.html",
         title=f"Spectral audit of {', '.join(e.label for e in entries)} on {Path(data).name} ({split})",
         summary=_report_summary(headline),
-        tables={TABLE_FILES[k]: tables[k] for k in TABLE_FILES if k in files and k != "per_image"},
+        tables={TABLE_FILES[k]: tables[k] for k in TABLE_FILES if k in files},
         figures=figures,
         notes=notes,
         provenance=provenance,

@@ -8,6 +8,10 @@ import pytest
 import torch
 
 from specmamba.data import make_synthetic_dataset
+from specmamba.engine import resolve_config, train
+
+#: The real ISIC 2017 pairs beside the repository (tests using them skip when absent).
+ISIC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2017"
 
 
 @pytest.fixture()
@@ -58,3 +62,47 @@ def train_argv(data, out, *extra: str, epochs: int = 1, batch_size: int = 4) -> 
 def tiny_train_argv():
     """The ``train_argv`` builder (test folders are not packages, so it travels as a fixture)."""
     return train_argv
+
+
+def _isic_subset(root: Path, n: int) -> Path:
+    """``root`` holding symlinks to the first ``n`` ISIC 2017 pairs (images/ + masks/); skips without them."""
+    if not (ISIC / "images").is_dir():
+        pytest.skip("../shared/data/isic2017 is absent")
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for image in sorted((ISIC / "images").glob("*.jpg"))[:n]:
+        mask = ISIC / "masks" / f"{image.stem}_segmentation.png"
+        (root / "images" / image.name).symlink_to(image)
+        (root / "masks" / mask.name).symlink_to(mask)
+    return root
+
+
+@pytest.fixture(scope="session")
+def isic_subset():
+    """The ``_isic_subset(root, n)`` builder."""
+    return _isic_subset
+
+
+def _train_tiny(data: Path, out: Path, model: str = "test_unet", **overrides) -> Path:
+    """Train ``model`` for one CPU epoch at 32x32 (overridable); returns its checkpoint_best.pt."""
+    options = dict(
+        data=str(data),
+        out=str(out),
+        model=model,
+        epochs=1,
+        img_size=32,
+        batch_size=4,
+        workers=0,
+        device="cpu",
+        progress=False,
+        export=False,
+    )
+    options.update(overrides)
+    train(resolve_config(None, **options))
+    return out / "checkpoint_best.pt"
+
+
+@pytest.fixture(scope="session")
+def train_tiny():
+    """The ``_train_tiny(data, out, model, **overrides)`` helper."""
+    return _train_tiny

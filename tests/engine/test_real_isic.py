@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from specmamba.engine import resolve_config, train
 from specmamba.engine.run_folder import RunFolder
 
-ISIC = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "isic2017"
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ISIC / "images").is_dir(), reason="../shared/data/isic2017 is absent")
-def test_training_loss_falls_on_32_real_pairs(tmp_path):
-    subset = tmp_path / "isic32"
-    (subset / "images").mkdir(parents=True)
-    (subset / "masks").mkdir()
-    for image in sorted((ISIC / "images").glob("*.jpg"))[:32]:
-        mask = ISIC / "masks" / f"{image.stem}_segmentation.png"
-        (subset / "images" / image.name).symlink_to(image)
-        (subset / "masks" / mask.name).symlink_to(mask)
+def test_training_loss_falls_on_32_real_pairs(tmp_path, isic_subset):
+    subset = isic_subset(tmp_path / "isic32", 32)
     config = resolve_config(
         None,
         data=str(subset),

@@ -12,8 +12,6 @@ import torch
 
 from specmamba.cli.main import main
 from specmamba.engine.checkpoint import read_checkpoint
-from specmamba.engine.config import resolve_config
-from specmamba.engine.trainer import train
 from specmamba.errors import CheckpointError, ConfigError, DataError
 from specmamba.spectral import audit as audit_module
 from specmamba.spectral.audit import AuditSettings, run_audit
@@ -41,28 +39,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tiny_synth, tmp_path_factory):
+def checkpoints(tiny_synth, train_tiny, tmp_path_factory):
     """Two seeds of test_unet and one test_vmunet, one epoch each on 32x32 synthetic lesions."""
     root = tmp_path_factory.mktemp("audit_runs")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    paths = {}
-    for name, model, seed in (("unet0", "test_unet", 0), ("unet1", "test_unet", 1), ("vm", "test_vmunet", 0)):
-        config = resolve_config(
-            data=str(tiny_synth),
-            out=str(root / name),
-            model=model,
-            epochs=1,
-            img_size=32,
-            batch_size=4,
-            workers=0,
-            device="cpu",
-            progress=False,
-            seed=seed,
-            export=False,
-        )
-        train(config)
-        paths[name] = root / name / "checkpoint_best.pt"
+    runs = (("unet0", "test_unet", 0), ("unet1", "test_unet", 1), ("vm", "test_vmunet", 0))
+    paths = {name: train_tiny(tiny_synth, root / name, model, seed=seed) for name, model, seed in runs}
     torch.set_num_threads(before)
     return paths
 

@@ -319,3 +319,23 @@ def test_cli_runs_the_audit(checkpoints, tiny_synth, tmp_path, capsys, one_torch
     }
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     assert summary["command"].startswith("specmamba audit")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_audit_on_cuda_matches_the_cpu(full_audit, checkpoints, tiny_synth, tmp_path):
+    out, _ = full_audit
+    run_audit(
+        [checkpoints["unet0"], checkpoints["unet1"], checkpoints["vm"]],
+        tiny_synth,
+        tmp_path / "cuda",
+        device="cuda",
+        batch_size=3,
+        settings=AuditSettings(**FAST),
+        progress=False,
+    )
+    cpu_rows, cuda_rows = read_csv(out / "per_image.csv"), read_csv(tmp_path / "cuda" / "per_image.csv")
+    for cpu, gpu in zip(cpu_rows, cuda_rows):
+        for key in ("avr_mean", "avr_s1", "low_s1"):  # cuDNN may use TF32: agreement to ~1e-4
+            assert float(gpu[key]) == pytest.approx(float(cpu[key]), abs=1e-3), key
+        assert float(gpu["dice"]) == pytest.approx(float(cpu["dice"]), abs=0.02)  # a few boundary pixels

@@ -27,7 +27,7 @@ def _csv(kind: type) -> Callable[[str], list]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` command (with its ``scan`` subcommand) to the main CLI's subparsers."""
-    bench = subparsers.add_parser("bench", help="benchmark the selective scan (and, later, whole models)")
+    bench = subparsers.add_parser("bench", help="benchmark the selective scan and whole models")
     sub = bench.add_subparsers(dest="bench_command", metavar="{scan,model}", required=True)
     scan = sub.add_parser(
         "scan",

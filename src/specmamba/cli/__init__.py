@@ -7,6 +7,7 @@ Each module here adds one subcommand through ``register(subparsers)`` and runs i
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 
 
 def add_inference_flags(parser: argparse.ArgumentParser) -> None:
@@ -24,3 +25,22 @@ def inference_kwargs(args: argparse.Namespace) -> dict:
         "workers": args.workers,
         "progress": args.progress,
     }
+
+
+def comma_list(
+    kind: type, choices: Sequence[str] | None = None, nonempty: bool = False
+) -> Callable[[str], list]:
+    """argparse type for a comma-separated list (``1,2,0.5``), optionally limited to ``choices``."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+        if choices is not None and (not values or any(v not in choices for v in values)):
+            raise argparse.ArgumentTypeError(f"{text!r}: choose one or more of {', '.join(choices)}")
+        if nonempty and not values:
+            raise argparse.ArgumentTypeError(f"expected at least one value, got {text!r}")
+        return values
+
+    return parse

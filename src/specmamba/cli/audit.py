@@ -7,23 +7,7 @@ import shlex
 
 from ..spectral.audit import AuditSettings, run_audit
 from ..spectral.shift import DEFAULT_SHIFTS, DIRECTIONS, MODES
-from . import add_inference_flags, inference_kwargs
-
-
-def _list(kind: type, choices: tuple[str, ...] | None = None):
-    """argparse type for a comma-separated list, e.g. ``1,2,0.5``."""
-
-    def parse(text: str) -> tuple:
-        try:
-            values = tuple(kind(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-        bad = [v for v in values if choices is not None and v not in choices]
-        if bad or not values:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose one or more of {', '.join(choices or ())}")
-        return values
-
-    return parse
+from . import add_inference_flags, comma_list, inference_kwargs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,18 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_inference_flags(parser)
     parser.add_argument(
         "--shifts",
-        type=_list(float),
+        type=comma_list(float, nonempty=True),
         default=DEFAULT_SHIFTS,
         help="shift amounts in px, comma-separated (default 1,2,3,4,5,0.25,0.5)",
     )
     parser.add_argument(
         "--shift-directions",
-        type=_list(str, tuple(DIRECTIONS)),
+        type=comma_list(str, tuple(DIRECTIONS)),
         default=tuple(DIRECTIONS),
         help="horizontal,vertical,diagonal (default all)",
     )
     parser.add_argument(
-        "--shift-modes", type=_list(str, MODES), default=MODES, help="cyclic,reflect (default both)"
+        "--shift-modes", type=comma_list(str, MODES), default=MODES, help="cyclic,reflect (default both)"
     )
     parser.add_argument(
         "--shift-images", type=int, help="run the shift test on the first N images only (0 = skip it)"

@@ -9,20 +9,11 @@ prints the selective-scan table of :func:`specmamba.bench.bench_scan`;
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
+from . import comma_list
+
 __all__ = ["register", "run"]
-
-
-def _csv(kind: type) -> Callable[[str], list]:
-    def parse(text: str) -> list:
-        try:
-            return [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from err
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,12 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scan.add_argument("--batch", type=int, default=None, help="batch size (default 1 on cpu, 8 on cuda)")
     scan.add_argument(
         "--backends",
-        type=_csv(str),
+        type=comma_list(str),
         default=None,
         help="comma-separated backends, e.g. ref,cpu (default: all available)",
     )
     scan.add_argument(
-        "--stages", type=_csv(int), default=[1, 2, 3, 4], help="comma-separated stages (default 1,2,3,4)"
+        "--stages",
+        type=comma_list(int),
+        default=[1, 2, 3, 4],
+        help="comma-separated stages (default 1,2,3,4)",
     )
     scan.add_argument(
         "--repeats", type=int, default=None, help="timed calls per figure (default 3 cpu / 20 cuda)"
@@ -78,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--batch", type=int, default=None, help="CPU inference batch (1) / CUDA batch (32)")
     model.add_argument("--train-batch", type=int, default=None, help="CPU training batch (default 2)")
     model.add_argument("--img-size", type=int, default=256)
-    model.add_argument("--backends", type=_csv(str), default=None, help="scan backends to time, e.g. cpu,ref")
+    model.add_argument(
+        "--backends", type=comma_list(str), default=None, help="scan backends to time, e.g. cpu,ref"
+    )
     model.add_argument("--repeats", type=int, default=None, help="timed calls per figure")
     model.add_argument("--threads", type=int, default=None, help="CPU threads during the run")
     model.add_argument(

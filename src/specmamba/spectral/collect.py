@@ -33,7 +33,7 @@ from .hooks import FeatureCapture
 from .measures import StageSpectrum, is_measurable, mean_log_power, measure_stage
 from .shift import ShiftSpec, shift_consistency
 
-__all__ = ["AuditedModel", "CheckpointResult", "collect_checkpoint"]
+__all__ = ["AuditedModel", "CheckpointResult", "collect_checkpoint", "finite_or_none"]
 
 #: Per-image quality columns, in CSV order.
 QUALITY = ("dice", "iou", "bf1", "hd95")
@@ -99,7 +99,8 @@ class _StageAccumulator:
         return mean_log_power(self.sums[2], self.count).cpu().numpy()
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """``value`` (a number, numpy or 0-d tensor) as a float, or None when it is NaN or infinite."""
     value = float(value)
     return value if np.isfinite(value) else None
 
@@ -164,10 +165,10 @@ def collect_checkpoint(
             for k, m in enumerate(measured, start=1):
                 if m is None:
                     continue
-                row[f"avr_s{k}"] = _finite_or_none(m.avr[i])
-                low, mid, high = (_finite_or_none(v) for v in m.band_shares[i])
+                row[f"avr_s{k}"] = finite_or_none(m.avr[i])
+                low, mid, high = (finite_or_none(v) for v in m.band_shares[i])
                 row[f"low_s{k}"], row[f"mid_s{k}"], row[f"high_s{k}"] = low, mid, high
-                row[f"axis_s{k}"] = _finite_or_none(m.axis_ratio[i])
+                row[f"axis_s{k}"] = finite_or_none(m.axis_ratio[i])
                 if row[f"avr_s{k}"] is not None:
                     stage_avrs.append(row[f"avr_s{k}"])
             row["avr_mean"] = float(np.mean(stage_avrs)) if stage_avrs else None

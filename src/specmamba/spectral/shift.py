@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..metrics import iou
 
 __all__ = [
     "DEFAULT_SHIFTS",
@@ -137,13 +138,6 @@ def foreground(logits: Tensor) -> Tensor:
     return logits.argmax(dim=1) > 0
 
 
-def _iou(a: Tensor, b: Tensor) -> Tensor:
-    """(B,) IoU of boolean (B, H, W) masks; 1 where both are empty."""
-    inter = (a & b).flatten(1).sum(1).double()
-    union = (a | b).flatten(1).sum(1).double()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-
-
 @torch.no_grad()
 def shift_consistency(
     predict: Callable[[Tensor], Tensor],
@@ -169,5 +163,5 @@ def shift_consistency(
         if spec.mode == "reflect":
             rows, cols = valid_window(h, w, dy, dx)
             back, ref = back[:, rows, cols], ref[:, rows, cols]
-        results[spec] = _iou(back, ref).cpu()
+        results[spec] = iou(back, ref).double().cpu()  # (B,); both empty -> 1
     return results

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -52,22 +53,23 @@ def _degenerate(x: np.ndarray, y: np.ndarray) -> bool:
     return len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0
 
 
-def pearson(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
-    """Pearson (r, two-sided p) over the finite pairs; (nan, nan) when undefined."""
+def _scipy_correlation(test: Callable[..., Any], x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
+    """(statistic, two-sided p) of a scipy correlation test over the finite pairs; NaNs when undefined."""
     x, y, _ = _finite_pairs(x, y)
     if _degenerate(x, y):
         return float("nan"), float("nan")
-    res = stats.pearsonr(x, y)
+    res = test(x, y)
     return float(res.statistic), float(res.pvalue)
+
+
+def pearson(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
+    """Pearson (r, two-sided p) over the finite pairs; (nan, nan) when undefined."""
+    return _scipy_correlation(stats.pearsonr, x, y)
 
 
 def spearman(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
     """Spearman rank (rho, two-sided p) over the finite pairs; (nan, nan) when undefined."""
-    x, y, _ = _finite_pairs(x, y)
-    if _degenerate(x, y):
-        return float("nan"), float("nan")
-    res = stats.spearmanr(x, y)
-    return float(res.statistic), float(res.pvalue)
+    return _scipy_correlation(stats.spearmanr, x, y)
 
 
 def residualize(v: np.ndarray, groups: np.ndarray) -> np.ndarray:

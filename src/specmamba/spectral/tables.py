@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .collect import QUALITY, STAGE_MEASURES, CheckpointResult
+from .collect import QUALITY, STAGE_MEASURES, CheckpointResult, finite_or_none
 from .shift import ShiftSpec
 from .statistics import bootstrap_ci, correlate
 
@@ -44,20 +44,16 @@ def _clean(values: Iterable[Any]) -> np.ndarray:
     return out[np.isfinite(out)]
 
 
-def _num(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
 def _stat(prefix: str, values: Iterable[Any], n_boot: int = 0, seed: int = 0) -> Row:
     """``{prefix}_mean``, ``{prefix}_std`` (and the bootstrap interval when n_boot > 0) over images."""
     v = _clean(values)
     row: Row = {
-        f"{prefix}_mean": _num(v.mean()) if len(v) else None,
-        f"{prefix}_std": _num(v.std(ddof=1)) if len(v) > 1 else None,
+        f"{prefix}_mean": finite_or_none(v.mean()) if len(v) else None,
+        f"{prefix}_std": finite_or_none(v.std(ddof=1)) if len(v) > 1 else None,
     }
     if n_boot:
         low, high = bootstrap_ci(np.mean, v, n_boot=n_boot, seed=seed) if len(v) > 1 else (np.nan, np.nan)
-        row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = _num(low), _num(high)
+        row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = finite_or_none(low), finite_or_none(high)
     return row
 
 
@@ -90,8 +86,9 @@ def _architecture_rows(rows: Sequence[Row], keys: Sequence[str]) -> list[Row]:
                 continue
             if column.endswith("_mean"):
                 means = _clean(m[column] for m in members)
-                arch[column] = _num(means.mean()) if len(means) else None
-                arch[column[: -len("_mean")] + "_std"] = _num(means.std(ddof=1)) if len(means) > 1 else None
+                arch[column] = finite_or_none(means.mean()) if len(means) else None
+                spread = finite_or_none(means.std(ddof=1)) if len(means) > 1 else None
+                arch[column[: -len("_mean")] + "_std"] = spread
             elif column.endswith(("_std", "_ci_low", "_ci_high", "_min")):
                 arch.setdefault(column, None)  # a spread over images does not carry over
             else:
@@ -180,7 +177,7 @@ def shift_rows(results: Sequence[CheckpointResult], specs: Sequence[ShiftSpec]) 
             values = _clean(result.shift_iou.get(spec, []))
             row = _head(result, direction=spec.direction, mode=spec.mode, shift=spec.amount)
             row.update(n_images=len(values), std_over="images", **_stat("iou", values))
-            row["iou_min"] = _num(values.min()) if len(values) else None
+            row["iou_min"] = finite_or_none(values.min()) if len(values) else None
             rows.append(row)
     return _with_architectures(rows, ["direction", "mode", "shift"])
 
@@ -211,7 +208,7 @@ def _corr_row(scope: str, name: str, stage: Any, y: str, **values: Any) -> Row:
 
 def _correlation_values(corr: Any) -> Row:
     fields = ("pearson_r", "pearson_p", "pearson_ci_low", "pearson_ci_high", "spearman_r", "spearman_p")
-    return {"n": corr.n, **{f: _num(getattr(corr, f)) for f in fields}}
+    return {"n": corr.n, **{f: finite_or_none(getattr(corr, f)) for f in fields}}
 
 
 def correlation_rows(
@@ -256,8 +253,8 @@ def correlation_rows(
                             stage,
                             y,
                             n=len(rs),
-                            pearson_r=_num(r.mean()) if len(r) else None,
-                            pearson_r_std=_num(r.std(ddof=1)) if len(r) > 1 else None,
+                            pearson_r=finite_or_none(r.mean()) if len(r) else None,
+                            pearson_r_std=finite_or_none(r.std(ddof=1)) if len(r) > 1 else None,
                         )
                     )
             if pooled_ok and len(per_checkpoint) >= 2:  # two architectures measured at this stage

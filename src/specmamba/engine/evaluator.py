@@ -19,7 +19,7 @@ from ..atomic import atomic_write_text
 from ..data import SegmentationDataset, find_pairs, read_mask, select_split, validate_pairs
 from ..metrics import MetricTable, case_metrics_multiclass
 from .checkpoint import load_training_checkpoint
-from .inference import autocast, logits_to_labels, resize_logits, resolve_device
+from .inference import autocast, case_labels, resolve_device
 
 
 def evaluate(
@@ -67,8 +67,7 @@ def evaluate(
                 logits = model(batch["image"].to(dev))
             for i, name in enumerate(batch["name"]):
                 target = read_mask(by_name[name].masks, num_classes=num_classes)
-                case_logits = resize_logits(logits[i : i + 1], tuple(target.shape))
-                pred = logits_to_labels(case_logits)[0].cpu().numpy()
+                pred = case_labels(logits, i, target.shape)
                 if num_classes == 1:
                     table.add_case(name, pred.astype(bool), target.astype(bool))
                 else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,3 +66,12 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
     return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def case_labels(logits: torch.Tensor, index: int, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) int64 label map of case ``index`` of a (B, K, h, w) logit batch, resized to ``size`` first.
+
+    Labels are taken after resizing the logits (not the labels), so a case is scored and saved at its
+    own original resolution.
+    """
+    return logits_to_labels(resize_logits(logits[index : index + 1], tuple(size)))[0].cpu().numpy()

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..data import ImageFolderDataset, list_images, read_image
 from .checkpoint import load_training_checkpoint
-from .inference import autocast, logits_to_labels, resize_logits, resolve_device
+from .inference import autocast, case_labels, resolve_device
 
 OVERLAY_COLOURS = np.array(
     [[0, 0, 0], [255, 60, 60], [60, 200, 60], [60, 120, 255], [255, 200, 0], [200, 60, 255]], dtype=np.uint8
@@ -59,8 +59,7 @@ def predict(
                 logits = model(batch["image"].to(dev))
             for i, path in enumerate(batch["path"]):
                 height, width = int(batch["orig_size"][0][i]), int(batch["orig_size"][1][i])
-                labels = logits_to_labels(resize_logits(logits[i : i + 1], (height, width)))[0]
-                labels = labels.cpu().numpy().astype(np.uint8)
+                labels = case_labels(logits, i, (height, width)).astype(np.uint8)
                 mask_png = labels * 255 if cfg["num_classes"] == 1 else labels
                 target = out_dir / f"{Path(path).stem}.png"
                 _save_png(mask_png, target)

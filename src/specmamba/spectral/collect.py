@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import SamplePair, SegmentationDataset, read_mask
-from ..engine.inference import logits_to_labels, resize_logits
+from ..engine.inference import case_labels
 from ..metrics import case_metrics
 from .hooks import FeatureCapture
 from .measures import StageSpectrum, is_measurable, mean_log_power, measure_stage
@@ -158,8 +158,8 @@ def collect_checkpoint(
 
         for i, name in enumerate(batch["name"]):
             target = read_mask(by_name[name].masks, num_classes=1).astype(bool)
-            pred = logits_to_labels(resize_logits(logits[i : i + 1], tuple(target.shape)))[0].cpu().numpy()
-            metrics = case_metrics(pred.astype(bool), target, tolerance=tolerance)
+            pred = case_labels(logits, i, target.shape).astype(bool)
+            metrics = case_metrics(pred, target, tolerance=tolerance)
             row: dict[str, Any] = {"image": name, **{k: metrics[k] for k in QUALITY}}
             stage_avrs = []
             for k, m in enumerate(measured, start=1):

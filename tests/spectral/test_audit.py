@@ -38,6 +38,14 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def audit_all(checkpoints, data, out, device="cpu"):
+    """The fast audit of all three tiny checkpoints (same batches every time, so outputs are comparable)."""
+    paths = [checkpoints["unet0"], checkpoints["unet1"], checkpoints["vm"]]
+    return run_audit(
+        paths, data, out, device=device, batch_size=3, settings=AuditSettings(**FAST), progress=False
+    )
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tiny_synth, train_tiny, tmp_path_factory):
     """Two seeds of test_unet and one test_vmunet, one epoch each on 32x32 synthetic lesions."""
@@ -55,15 +63,7 @@ def full_audit(checkpoints, tiny_synth, tmp_path_factory):
     out = tmp_path_factory.mktemp("audit") / "out"
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    summary = run_audit(
-        [checkpoints["unet0"], checkpoints["unet1"], checkpoints["vm"]],
-        tiny_synth,
-        out,
-        device="cpu",
-        batch_size=3,
-        settings=AuditSettings(**FAST),
-        progress=False,
-    )
+    summary = audit_all(checkpoints, tiny_synth, out)
     torch.set_num_threads(before)
     return out, summary
 
@@ -150,15 +150,7 @@ def test_shift_table_covers_every_direction_mode_and_amount(full_audit):
 def test_the_audit_is_deterministic(full_audit, checkpoints, tiny_synth, tmp_path, one_torch_thread):
     out, _ = full_audit
     again = tmp_path / "again"
-    run_audit(
-        [checkpoints["unet0"], checkpoints["unet1"], checkpoints["vm"]],
-        tiny_synth,
-        again,
-        device="cpu",
-        batch_size=3,
-        settings=AuditSettings(**FAST),
-        progress=False,
-    )
+    audit_all(checkpoints, tiny_synth, again)
     for name in (*PUBLISHED, "per_image.csv", "avr_channel_distribution.csv"):
         assert (again / name).read_text() == (out / name).read_text(), name
 
@@ -325,15 +317,7 @@ def test_cli_runs_the_audit(checkpoints, tiny_synth, tmp_path, capsys, one_torch
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_audit_on_cuda_matches_the_cpu(full_audit, checkpoints, tiny_synth, tmp_path):
     out, _ = full_audit
-    run_audit(
-        [checkpoints["unet0"], checkpoints["unet1"], checkpoints["vm"]],
-        tiny_synth,
-        tmp_path / "cuda",
-        device="cuda",
-        batch_size=3,
-        settings=AuditSettings(**FAST),
-        progress=False,
-    )
+    audit_all(checkpoints, tiny_synth, tmp_path / "cuda", device="cuda")
     cpu_rows, cuda_rows = read_csv(out / "per_image.csv"), read_csv(tmp_path / "cuda" / "per_image.csv")
     for cpu, gpu in zip(cpu_rows, cuda_rows):
         for key in ("avr_mean", "avr_s1", "low_s1"):  # cuDNN may use TF32: agreement to ~1e-4

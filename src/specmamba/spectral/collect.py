@@ -30,7 +30,14 @@ from ..data import SamplePair, SegmentationDataset, read_mask
 from ..engine.inference import case_labels
 from ..metrics import case_metrics
 from .hooks import FeatureCapture
-from .measures import StageSpectrum, is_measurable, mean_log_power, measure_stage
+from .measures import (
+    DEFAULT_BAND_EDGES,
+    DEFAULT_THRESHOLD,
+    StageSpectrum,
+    is_measurable,
+    mean_log_power,
+    measure_stage,
+)
 from .shift import ShiftSpec, shift_consistency
 
 __all__ = ["AuditedModel", "CheckpointResult", "collect_checkpoint", "finite_or_none"]
@@ -76,7 +83,6 @@ class CheckpointResult:
     channel_avr: list[np.ndarray | None] = field(default_factory=list)
     log_power: list[np.ndarray | None] = field(default_factory=list)
     shift_iou: dict[ShiftSpec, list[float]] = field(default_factory=dict)
-    shift_images: int = 0
 
 
 class _StageAccumulator:
@@ -114,8 +120,8 @@ def collect_checkpoint(
     batch_size: int = 8,
     workers: int = 0,
     shift_images: int | None = None,
-    threshold: float = 0.5,
-    band_edges: tuple[float, float] = (0.25, 0.75),
+    threshold: float = DEFAULT_THRESHOLD,
+    band_edges: tuple[float, float] = DEFAULT_BAND_EDGES,
     tolerance: float = 2.0,
     progress: bool = True,
 ) -> CheckpointResult:
@@ -134,7 +140,7 @@ def collect_checkpoint(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     by_name = {p.name: p for p in pairs}
     n_shift = len(pairs) if shift_images is None else min(int(shift_images), len(pairs))
-    result = CheckpointResult(entry.label, entry.architecture, shift_images=n_shift if specs else 0)
+    result = CheckpointResult(entry.label, entry.architecture)
     accumulators = [_StageAccumulator() for _ in entry.points]
     seen = 0
     bar = tqdm(

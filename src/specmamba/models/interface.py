@@ -33,12 +33,14 @@ from ..errors import ConfigError, InputSizeError
 
 __all__ = [
     "WEIGHT_INIT_KWARGS",
+    "ChannelsFirst",
     "SegmentationModel",
     "check_input_channels",
     "check_input_size",
     "make_feature_info",
     "model_display_name",
     "nearest_valid_sizes",
+    "run_encoder_stages",
     "valid_input_size",
     "validate_channels",
 ]
@@ -59,6 +61,28 @@ def make_feature_info(
         {"num_chs": int(c), "reduction": int(r), "module": str(m)}
         for c, r, m in zip(num_chs, reductions, modules)
     ]
+
+
+class ChannelsFirst(nn.Module):
+    """(B, h, w, C) -> (B, C, h, w) view, as a module so that ``feature_info`` can name it as the hook
+    point of a channels-last encoder stage's feature map."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+def run_encoder_stages(stages: nn.ModuleList, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    """Run encoder stages that each return (stage map, next input).
+
+    Returns (the stage maps, the input each stage received, the last stage's output): the maps are
+    ``forward_intermediates``, the inputs the decoder's skips.
+    """
+    features, inputs = [], []
+    for stage in stages:
+        inputs.append(x)
+        feature, x = stage(x)
+        features.append(feature)
+    return features, inputs, x
 
 
 def validate_channels(in_chans: Any, num_classes: Any, model_name: str) -> None:

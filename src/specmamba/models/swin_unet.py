@@ -69,11 +69,13 @@ from ..layers.swin_block import SwinBlocks
 from ..layers.swin_patch import SwinPatchEmbed, SwinPatchExpand, SwinPatchMerging
 from ..layers.window_attention import relative_position_index
 from .interface import (
+    ChannelsFirst,
     SegmentationModel,
     check_input_channels,
     check_input_size,
     make_feature_info,
     model_display_name,
+    run_encoder_stages,
 )
 from .registry import register_model
 from .weights import ConvertedStateDict, LoadReport, adapt_input_conv, load_checkpoint, strip_prefixes
@@ -119,20 +121,13 @@ def swin_input_multiple(patch_size: int, window_size: int, num_stages: int = 4) 
     return patch_size * 2 ** (num_stages - 1) * window_size
 
 
-class _ChannelsFirst(nn.Module):
-    """(B, h, w, C) -> (B, C, h, w) view: the hook point of an encoder stage's feature map."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.permute(0, 3, 1, 2)
-
-
 class SwinEncoderStage(nn.Module):
     """Swin blocks, then optional patch merging. Returns (stage map (B, C, h, w), next input)."""
 
     def __init__(self, blocks: SwinBlocks, dim: int, downsample: bool) -> None:
         super().__init__()
         self.blocks = blocks
-        self.stage_out = _ChannelsFirst()
+        self.stage_out = ChannelsFirst()
         self.downsample = SwinPatchMerging(dim) if downsample else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -281,11 +276,7 @@ class SwinUNet(SegmentationModel):
     def _encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """(stage maps (B, C_i, h_i, w_i), stage inputs and normed bottleneck (both channels last))."""
         x = self.pos_drop(self.patch_embed(x))  # (B, H/p, W/p, C)
-        features, inputs = [], []
-        for stage in self.layers:
-            inputs.append(x)
-            feature, x = stage(x)
-            features.append(feature)
+        features, inputs, x = run_encoder_stages(self.layers, x)
         return features, inputs, self.norm(x)
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:

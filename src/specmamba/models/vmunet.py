@@ -42,18 +42,11 @@ from ..layers.drop_path import linear_drop_path_rates
 from ..layers.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D
 from ..layers.ss2d import SS2D, check_scan_backend, init_linear_
 from ..layers.vss_block import VSSBlock
-from .interface import SegmentationModel, make_feature_info
+from .interface import ChannelsFirst, SegmentationModel, make_feature_info, run_encoder_stages
 from .registry import register_model
 from .weights import ConvertedStateDict
 
 __all__ = ["VMUNet", "VSSStage", "VSSUpStage", "test_vmunet", "vmunet", "vmunet_deep"]
-
-
-class ChannelsFirst(nn.Module):
-    """(B, h, w, C) -> (B, C, h, w) view: the hook point of an encoder stage's feature map."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.permute(0, 3, 1, 2)
 
 
 class VSSStage(nn.Module):
@@ -228,13 +221,7 @@ class VMUNet(SegmentationModel):
 
     def _encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """(stage maps (B, C_i, h_i, w_i), stage inputs (channels last), deepest output (channels last))."""
-        x = self.patch_embed(x)  # (B, H/4, W/4, C0)
-        features, inputs = [], []
-        for stage in self.layers:
-            inputs.append(x)
-            feature, x = stage(x)
-            features.append(feature)
-        return features, inputs, x
+        return run_encoder_stages(self.layers, self.patch_embed(x))  # stages start at (B, H/4, W/4, C0)
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """The four encoder stage maps (VSS-block outputs before patch merging), (B, C_i, H/r_i, W/r_i)."""

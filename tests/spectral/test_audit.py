@@ -232,77 +232,25 @@ def test_bad_input_is_refused_before_any_work(checkpoints, tiny_synth, tmp_path,
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 
+def audit_argv(checkpoint, data, out, *extra: str) -> list[str]:
+    return ["audit", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out), *extra]
+
+
 def test_cli_reports_bad_input_in_one_paragraph(checkpoints, tiny_synth, tmp_path, capsys):
-    code = main(
-        [
-            "audit",
-            "--checkpoint",
-            str(tmp_path / "missing.pt"),
-            "--data",
-            str(tiny_synth),
-            "--out",
-            str(tmp_path / "x"),
-        ]
-    )
+    code = main(audit_argv(tmp_path / "missing.pt", tiny_synth, tmp_path / "x"))
     err = capsys.readouterr().err
     assert code == 2 and "missing.pt" in err and "Traceback" not in err
-    code = main(
-        [
-            "audit",
-            "--checkpoint",
-            str(checkpoints["vm"]),
-            "--data",
-            str(tiny_synth),
-            "--out",
-            str(tmp_path / "y"),
-            "--max-images",
-            "0",
-        ]
-    )
+    code = main(audit_argv(checkpoints["vm"], tiny_synth, tmp_path / "y", "--max-images", "0"))
     assert code == 2 and "max_images" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(
-            [
-                "audit",
-                "--checkpoint",
-                str(checkpoints["vm"]),
-                "--data",
-                str(tiny_synth),
-                "--out",
-                str(tmp_path / "z"),
-                "--shift-directions",
-                "sideways",
-            ]
-        )
+        main(audit_argv(checkpoints["vm"], tiny_synth, tmp_path / "z", "--shift-directions", "sideways"))
 
 
 def test_cli_runs_the_audit(checkpoints, tiny_synth, tmp_path, capsys, one_torch_thread):
-    code = main(
-        [
-            "audit",
-            "--checkpoint",
-            str(checkpoints["unet0"]),
-            "--checkpoint",
-            str(checkpoints["vm"]),
-            "--data",
-            str(tiny_synth),
-            "--out",
-            str(tmp_path / "cli"),
-            "--no-progress",
-            "--shifts",
-            "1",
-            "--shift-directions",
-            "vertical",
-            "--shift-modes",
-            "reflect",
-            "--shift-images",
-            "2",
-            "--bootstrap",
-            "20",
-            "--device",
-            "cpu",
-        ]
-    )
+    extra = "--no-progress --shifts 1 --shift-directions vertical --shift-modes reflect --shift-images 2"
+    argv = audit_argv(checkpoints["unet0"], tiny_synth, tmp_path / "cli", *extra.split())
+    argv += ["--checkpoint", str(checkpoints["vm"]), "--bootstrap", "20", "--device", "cpu"]
+    code = main(argv)
     out = capsys.readouterr().out
     assert code == 0 and "test_vmunet" in out and "report.html" in out
     rows = read_csv(tmp_path / "cli" / "shift_consistency_results.csv")

@@ -1,19 +1,24 @@
-"""The ``mamba_ssm`` adapter against ``ref`` (needs the mamba-ssm package and a CUDA device)."""
+"""specmamba's scan against mamba-ssm: its CUDA kernel through the ``mamba_ssm`` adapter (needs a CUDA
+device), and its pure-PyTorch ``selective_scan_ref`` (runs on CPU, from the package's source).
+
+Both need the mamba-ssm package; ``MAMBA_SKIP_CUDA_BUILD=TRUE pip install mamba-ssm --no-build-isolation``
+installs it without its CUDA extension, which is enough for the reference test.
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
 
 from specmamba.ops import selective_scan
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(importlib.util.find_spec("mamba_ssm") is None, reason="mamba-ssm not installed"),
-]
+needs_mamba_ssm = pytest.mark.skipif(
+    importlib.util.find_spec("mamba_ssm") is None, reason="mamba-ssm not installed"
+)
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
@@ -26,8 +31,43 @@ def _run(case: dict, backend: str) -> list[torch.Tensor]:
     return [out.detach(), last.detach()] + [leaves[k].grad for k in NAMES]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_mamba_ssm
 @pytest.mark.parametrize("g", [1, 4])
 def test_mamba_ssm_matches_ref(g, scan_case):
     case = scan_case(b=2, d=32, length=300, n=16, g=g, device="cuda")
     for a, r in zip(_run(case, "mamba_ssm"), _run(case, "ref")):
         torch.testing.assert_close(a, r, rtol=3e-3, atol=2e-2 * max(1.0, r.abs().max().item()))
+
+
+def _mamba_ssm_reference():
+    """mamba-ssm's ``selective_scan_ref``, compiled from its source file alone.
+
+    Its module imports the CUDA extension at the top, so it cannot be imported on a CPU machine; the
+    function itself needs only torch, ``F`` and einops.
+    """
+    einops = pytest.importorskip("einops")
+    spec = importlib.util.find_spec("mamba_ssm")
+    source = Path(spec.submodule_search_locations[0]) / "ops" / "selective_scan_interface.py"
+    tree = ast.parse(source.read_text())
+    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "selective_scan_ref"]
+    namespace = {"torch": torch, "F": torch.nn.functional, "rearrange": einops.rearrange}
+    namespace["repeat"] = einops.repeat
+    exec(compile(ast.Module([fn], type_ignores=[]), str(source), "exec"), namespace)
+    return namespace["selective_scan_ref"]
+
+
+@needs_mamba_ssm
+@pytest.mark.parametrize("backend", ["ref", "cpu"])
+@pytest.mark.parametrize(
+    ("length", "n", "g", "softplus"), [(1, 4, 1, True), (37, 4, 2, False), (300, 16, 4, True)]
+)
+def test_backends_match_mamba_ssm_reference(backend, length, n, g, softplus, scan_case):
+    """Same conventions as mamba-ssm: layouts, B/C groups, delta_bias, softplus, D, z, last state."""
+    reference = _mamba_ssm_reference()
+    case = scan_case(b=2, d=16, length=length, n=n, g=g, softplus=softplus)
+    expected, expected_last = reference(**case, return_last_state=True)
+    out, last = selective_scan(**case, return_last_state=True, backend=backend)
+    torch.testing.assert_close(out, expected, rtol=6e-4, atol=2e-3)
+    torch.testing.assert_close(last, expected_last, rtol=6e-4, atol=2e-3)

@@ -30,8 +30,12 @@ Kernels:
   program touches, so the merge is deterministic and the four direction copies are never stored.
   The backward gathers dout the same way and accumulates dx likewise.
 
-Block sizes are heuristics chosen without GPU tuning (BD = largest power of two <= 16 dividing the
-channels of a group, BL = 32, 4 warps); ``specmamba bench scan --device cuda`` measures them.
+Block sizes (:func:`launch_config`): BL = 32, 8 warps, BD = the largest power of two dividing the
+channels of a group with BD * NP <= 128 (at most 16), i.e. 16 state values per thread. They were chosen
+from the kernels' sm_90 register use, compiled ahead of time without a GPU: at d_state 16 the previous
+BD = 16 with 4 warps needed 255 registers and spilled (976-984 bytes per thread in the backward), while
+BD = 8 with 8 warps needs 121 (forward) and 237 (backward) and spills nothing. tests/ops compiles
+every kernel this way and checks for spills; ``specmamba bench scan --device cuda`` measures speed.
 
 Testing without a GPU: ``triton.jit`` picks Triton's CPU interpreter at decoration time when the
 environment variable ``TRITON_INTERPRET=1`` is set (triton 3.x), so this module must be imported for the
@@ -49,8 +53,9 @@ from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["scan_triton", "ss2d_scan_triton"]
 
-_BLOCK_L = 32
-_NUM_WARPS = 4
+_BLOCK_L = 32  # steps per tile; the backward must use the forward's tiles (states are saved per tile)
+_NUM_WARPS = 8
+_STATES_PER_PROGRAM = 128  # BD * NP: with BL = 32 over 8 warps, 16 state values per thread
 
 
 @triton.jit
@@ -316,12 +321,18 @@ def _bwd_kernel(
             tl.debug_barrier()
 
 
-def _block_d(dg: int) -> int:
-    """Largest power of two <= 16 dividing dg (a program's channels must share one B/C group)."""
-    bd = 16
+def launch_config(dg: int, n: int) -> dict[str, int]:
+    """Block sizes and warps for ``dg`` channels per B/C group and state size ``n``.
+
+    BLOCK_D is the largest power of two <= min(16, 128 / NP) dividing dg (a program's channels must
+    share one B/C group), so a tile holds at most 128 * BL state values. Returns the kernels'
+    keyword arguments ``NP``, ``BLOCK_D``, ``BLOCK_L`` and ``num_warps``.
+    """
+    n_pad = triton.next_power_of_2(n)
+    bd = max(1, min(16, _STATES_PER_PROGRAM // n_pad))
     while dg % bd:
         bd //= 2
-    return bd
+    return {"NP": n_pad, "BLOCK_D": bd, "BLOCK_L": _BLOCK_L, "num_warps": _NUM_WARPS}
 
 
 class _TritonScan(torch.autograd.Function):
@@ -333,8 +344,7 @@ class _TritonScan(torch.autograd.Function):
         d, n = A.shape
         g = B.shape[1]
         K = d // du
-        dg = d // g
-        bd = _block_d(dg)
+        cfg = launch_config(d // g, n)
         nchunk = triton.cdiv(length, _BLOCK_L)
         save = any(ctx.needs_input_grad)
         dev = u.device
@@ -346,7 +356,7 @@ class _TritonScan(torch.autograd.Function):
         last = torch.empty(b, d, n, device=dev, dtype=torch.float32)
         states = torch.empty(b, d, nchunk, n, device=dev, dtype=torch.float32) if save else last
         hh, ww = hw if hw is not None else (1, 1)
-        grid = (b, triton.cdiv(du, bd))
+        grid = (b, triton.cdiv(du, cfg["BLOCK_D"]))
         _fwd_kernel[grid](
             *cont,
             Dc,
@@ -359,20 +369,17 @@ class _TritonScan(torch.autograd.Function):
             length,
             n,
             g,
-            dg,
+            d // g,
             nchunk,
             hh,
             ww,
-            NP=triton.next_power_of_2(n),
-            BLOCK_D=bd,
-            BLOCK_L=_BLOCK_L,
             K=K,
             HAS_D=D is not None,
             HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None,
             SOFTPLUS=bool(delta_softplus),
             SAVE=save,
-            num_warps=_NUM_WARPS,
+            **cfg,
         )
         if save:
             ctx.save_for_backward(*cont, Dc, zc, bc, states)
@@ -392,7 +399,8 @@ class _TritonScan(torch.autograd.Function):
         g = B.shape[1]
         K = d // du
         dg = d // g
-        bd = _block_d(dg)
+        cfg = launch_config(dg, n)
+        bd = cfg["BLOCK_D"]
         nchunk = states.shape[2]
         dev = u.device
         f32 = {"device": dev, "dtype": torch.float32}
@@ -436,15 +444,12 @@ class _TritonScan(torch.autograd.Function):
             nchunk,
             hh,
             ww,
-            NP=triton.next_power_of_2(n),
-            BLOCK_D=bd,
-            BLOCK_L=_BLOCK_L,
             K=K,
             HAS_D=has_d,
             HAS_Z=has_z,
             HAS_BIAS=has_bias,
             SOFTPLUS=delta_softplus,
-            num_warps=_NUM_WARPS,
+            **cfg,
         )
         per_group = dg // bd
         dB = ordered_sum(dB_p.view(b, g, per_group, n, length), 2)  # blocks of a group, in order

@@ -84,7 +84,7 @@ def test_kernel_compiles_for_sm90_without_spilling(ptxas, tmp_path, which, k, d_
         kernel = scan_triton._bwd_kernel
     ptx = _compile(kernel, {**cfg, **flags}, num_warps, ptr_dtype)
     registers, spilled = _resources(ptxas, ptx, tmp_path)
-    assert spilled == 0, f"{which} kernel spills {spilled} bytes per thread ({registers} registers) with {cfg}"
+    assert spilled == 0, f"{which} kernel spills {spilled} B per thread ({registers} registers), {cfg}"
     assert registers <= 255
 
 

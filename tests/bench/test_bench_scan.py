@@ -34,6 +34,8 @@ def test_bench_scan_tiny_writes_json(tmp_path, capsys):
         assert r["speedup_fwd"] == pytest.approx(ref["fwd_ms"] / r["fwd_ms"])
     assert [(r["stage"], r["fused_backend"]) for r in res["ss2d"]] == [(1, "cpu"), (2, "cpu")]
     assert all(r["ratio"] > 0 for r in res["ss2d"])
+    assert all(r["vs_mamba_ssm_fwd_bwd"] is None for r in res["scan"])  # no mamba-ssm on CPU
+    assert "x mamba_ssm" not in printed
 
 
 def test_bench_scan_skips_ref_over_budget(capsys):
@@ -92,3 +94,20 @@ def test_timing_helpers():
     assert (
         table.splitlines()[0].split() == ["a", "bb", "c"] and "2.50" in table and "-" in table.splitlines()[2]
     )
+
+
+def test_rows_are_compared_with_mamba_ssm_when_it_ran():
+    from specmamba.bench.scan import _render
+
+    def row(backend: str, fwd_bwd_ms: float, ratio: float) -> dict:
+        return {
+            "stage": 1, "d": 768, "l": 4096, "backend": backend, "fwd_ms": 1.0, "fwd_bwd_ms": fwd_bwd_ms,
+            "fwd_estimated": False, "fwd_bwd_estimated": False, "peak_extra_mb": None, "fwd_gbps": 1.0,
+            "speedup_fwd": 1.0, "speedup_fwd_bwd": 1.0, "vs_mamba_ssm_fwd_bwd": ratio,
+        }  # fmt: skip
+
+    meta = {"device": "gpu", "batch": 8, "threads": 1, "repeats": 3}
+    rows = [row("ref", 100.0, 0.02), row("mamba_ssm", 2.0, 1.0), row("triton", 1.6, 1.25)]
+    text = _render({"meta": meta, "scan": rows, "ss2d": []})
+    assert "x mamba_ssm fwd+bwd" in text
+    assert text.splitlines()[-1].rstrip().endswith("1.25x")

@@ -6,7 +6,9 @@ backend: forward ms, forward+backward ms, peak extra memory of a forward+backwar
 bandwidth of the forward (bytes of the minimal inputs + outputs / time) and speed-up over ``ref``.
 The sequential ``ref`` is timed in the same run where its estimated time (a short prefix of the
 sequence, timed and extrapolated linearly in l) is under ``ref_budget_s``; otherwise its row says
-"skipped (est. N s)" and speed-ups are computed against the estimate (marked ``~``).
+"skipped (est. N s)" and speed-ups are computed against the estimate (marked ``~``). Where the
+``mamba_ssm`` backend runs (CUDA with mamba-ssm installed), every row also gives mamba-ssm's
+forward+backward time over its own (``vs_mamba_ssm_fwd_bwd``; the GPU target is >= 1 for triton).
 
 It also times the fused SS2D entry (``ss2d_selective_scan``) against the unfused composition
 (torch cross-scan + scan + torch cross-merge, with mamba-ssm's scan when it is installed) and reports
@@ -239,6 +241,10 @@ def bench_scan(
                     "speedup_fwd_bwd": ref["fwd_bwd"] / t_fb,
                 }
             )
+        anchor = next((r for r in scan_rows if r["stage"] == stage and r["backend"] == "mamba_ssm"), None)
+        for r in scan_rows:
+            if r["stage"] == stage:  # > 1: faster than mamba-ssm's CUDA kernel (the GPU target)
+                r["vs_mamba_ssm_fwd_bwd"] = anchor["fwd_bwd_ms"] / r["fwd_bwd_ms"] if anchor else None
         if ss2d:
             side = math.isqrt(length)
             for backend in (b for b in fast if b in ("cpu", "triton")):
@@ -273,6 +279,7 @@ def _render(result: dict) -> str:
         f"selective scan on {meta['device']}, batch {meta['batch']}, {meta['threads']} threads, fp32, "
         f"n = {STATE}, g = {GROUPS}, median of {meta['repeats']}"
     )
+    with_anchor = any(r.get("vs_mamba_ssm_fwd_bwd") is not None for r in result["scan"])
     rows = []
     for r in result["scan"]:
 
@@ -286,20 +293,22 @@ def _render(result: dict) -> str:
         if r["backend"] != "ref":
             sp_f = _fmt_speedup(ref["fwd_ms"], r["fwd_ms"], ref["fwd_estimated"])
             sp_fb = _fmt_speedup(ref["fwd_bwd_ms"], r["fwd_bwd_ms"], ref["fwd_bwd_estimated"])
-        rows.append(
-            [
-                r["stage"],
-                r["d"],
-                r["l"],
-                r["backend"],
-                ms("fwd"),
-                ms("fwd_bwd"),
-                r["peak_extra_mb"],
-                r["fwd_gbps"],
-                sp_f,
-                sp_fb,
-            ]
-        )
+        row = [
+            r["stage"],
+            r["d"],
+            r["l"],
+            r["backend"],
+            ms("fwd"),
+            ms("fwd_bwd"),
+            r["peak_extra_mb"],
+            r["fwd_gbps"],
+            sp_f,
+            sp_fb,
+        ]
+        if with_anchor:
+            ratio = r["vs_mamba_ssm_fwd_bwd"]
+            row.append(f"{ratio:.2f}x" if ratio is not None and not r["fwd_bwd_estimated"] else None)
+        rows.append(row)
     header = [
         "stage",
         "d",
@@ -311,7 +320,7 @@ def _render(result: dict) -> str:
         "fwd GB/s",
         "x ref fwd",
         "x ref fwd+bwd",
-    ]
+    ] + (["x mamba_ssm fwd+bwd"] if with_anchor else [])
     text = head + "\n" + format_table(rows, header)
     if result["ss2d"]:
         srows = [

@@ -71,3 +71,38 @@ def test_backends_match_mamba_ssm_reference(backend, length, n, g, softplus, sca
     out, last = selective_scan(**case, return_last_state=True, backend=backend)
     torch.testing.assert_close(out, expected, rtol=6e-4, atol=2e-3)
     torch.testing.assert_close(last, expected_last, rtol=6e-4, atol=2e-3)
+
+
+def _kernel_with_its_dtype_checks(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+    """Stands in for mamba-ssm's CUDA ``selective_scan_fn``: its dtype TORCH_CHECKs, then ref's math."""
+    io = u.dtype
+    assert io in (torch.float32, torch.float16, torch.bfloat16)
+    assert A.dtype == torch.float32
+    assert delta.dtype == B.dtype == C.dtype == io and (z is None or z.dtype == io)
+    assert all(t is None or t.dtype == torch.float32 for t in (D, delta_bias))
+    assert return_last_state
+    return selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True, backend="ref")
+
+
+@pytest.mark.parametrize("u_dtype", [torch.bfloat16, torch.float64])
+def test_adapter_meets_the_kernels_dtype_rules(u_dtype, scan_case, monkeypatch):
+    """Mixed dtypes, as under autocast (bf16 activations, fp32 parameters), or float64 (unsupported
+    by the kernel: computed in float32) reach the kernel in the dtypes it accepts, and each input's
+    gradient comes back in that input's dtype."""
+    from specmamba.ops import scan_mamba_ssm as adapter
+
+    monkeypatch.setattr(adapter, "_selective_scan_fn", lambda: _kernel_with_its_dtype_checks)
+    case = scan_case(b=2, d=8, length=20, n=4, g=2)
+    dtypes = {"u": u_dtype, "delta": torch.float32, "B": u_dtype, "C": torch.float16, "z": u_dtype}
+    leaves = {
+        k: case[k].to(dtypes.get(k, torch.float32)).requires_grad_(True)
+        for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    }
+    out, last = adapter.scan_mamba_ssm(**leaves, delta_softplus=True)
+    assert out.dtype == u_dtype and last.dtype == torch.float32
+    out.float().sum().backward()
+    for name, leaf in leaves.items():
+        assert leaf.grad is not None and leaf.grad.dtype == leaf.dtype, name
+    expected = selective_scan(**case, backend="ref")
+    tol = 5e-2 if u_dtype == torch.bfloat16 else 2e-2  # bf16 / fp16 rounding of the inputs
+    torch.testing.assert_close(out.float(), expected, rtol=tol, atol=tol)

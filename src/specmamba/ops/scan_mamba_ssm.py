@@ -2,8 +2,12 @@
 
 mamba-ssm (``pip install mamba-ssm``, CUDA only, source build) is the speed anchor of REFERENCE.md
 section 1. Its ``selective_scan_fn`` already has our signature and layouts, so this adapter only
-imports it lazily and fits the few dtype rules of its kernel (D and delta_bias in float32). Note that
-its backward ignores gradients arriving through the last state; the other backends propagate them.
+imports it lazily and fits its kernel's dtype rules (the TORCH_CHECKs of its ``selective_scan.cpp``):
+u, delta, z and the variable B/C in one input dtype (float32, float16 or bfloat16: u's, or float32
+for float64 u, which the kernel does not support), A, D and delta_bias in float32. The casts are
+differentiable, so mixed dtypes (as under autocast) get gradients in their own dtype, as with the
+other backends. Note that its backward ignores gradients arriving through the last state; the other
+backends propagate them.
 
 Shape letters: b batch, d channels, l sequence length, n state size, g groups of B/C.
 """
@@ -28,6 +32,34 @@ def _selective_scan_fn():
     return selective_scan_fn
 
 
+_KERNEL_INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def kernel_dtypes(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+) -> tuple[torch.Tensor | None, ...]:
+    """The eight tensors cast to the dtypes mamba-ssm's kernel accepts (see the module docstring)."""
+    io = u.dtype if u.dtype in _KERNEL_INPUT_DTYPES else torch.float32
+    f32 = torch.float32
+    return (
+        u.to(io),
+        delta.to(io),
+        A.to(f32),
+        B.to(io),
+        C.to(io),
+        D.to(f32) if D is not None else None,
+        z.to(io) if z is not None else None,
+        delta_bias.to(f32) if delta_bias is not None else None,
+    )
+
+
 def scan_mamba_ssm(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -39,18 +71,11 @@ def scan_mamba_ssm(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """mamba-ssm's kernel on validated CUDA inputs (B/C 4-D); returns ``(out, last_state)``."""
+    """mamba-ssm's kernel on validated CUDA inputs (B/C 4-D); returns ``(out, last_state)``.
+
+    ``out`` is in u's dtype, ``last_state`` (b, d, n) in float32.
+    """
     fn = _selective_scan_fn()
-    out, last = fn(
-        u,
-        delta,
-        A,
-        B,
-        C,
-        D.float() if D is not None else None,
-        z,
-        delta_bias.float() if delta_bias is not None else None,
-        delta_softplus,
-        return_last_state=True,
-    )
-    return out, last
+    args = kernel_dtypes(u, delta, A, B, C, D, z, delta_bias)
+    out, last = fn(*args, delta_softplus, return_last_state=True)
+    return out.to(u.dtype), last.float()

@@ -97,3 +97,12 @@ def test_launch_config_keeps_a_program_in_one_group():
     assert launch_config(256, 64)["BLOCK_D"] == 2  # fewer channels as the state grows
     assert launch_config(256, 1)["BLOCK_D"] == 16
     assert launch_config(256, 20)["NP"] == 32
+
+
+def test_inputs_beyond_int32_offsets_are_refused_with_the_batch_that_fits():
+    from specmamba.errors import ConfigError
+    from specmamba.ops.scan_triton import check_offsets_fit_int32
+
+    check_offsets_fit_int32(32, 768, 4096, 16, 8)  # VM-UNet stage 1 at 256 px, batch 32
+    with pytest.raises(ConfigError, match=r"batch of at most 85\b"):
+        check_offsets_fit_int32(128, 768, 4096 * 4, 16, 8)  # 512 px, batch 128: dB partials overflow

@@ -49,6 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..errors import ConfigError
 from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["scan_triton", "ss2d_scan_triton"]
@@ -335,6 +336,21 @@ def launch_config(dg: int, n: int) -> dict[str, int]:
     return {"NP": n_pad, "BLOCK_D": bd, "BLOCK_L": _BLOCK_L, "num_warps": _NUM_WARPS}
 
 
+def check_offsets_fit_int32(b: int, d: int, length: int, n: int, block_d: int) -> None:
+    """The kernels index with int32 offsets: refuse inputs whose largest buffer would overflow them.
+
+    The largest buffers are delta / z (b, d, l), the saved tile states (b, d, l / BL, n) and the
+    backward's dB/dC partials (b, d / BD, n, l). Raises ConfigError naming the largest batch that fits.
+    """
+    per_sample = max(d * length, d * triton.cdiv(length, _BLOCK_L) * n, (d // block_d) * n * length)
+    if b * per_sample >= 2**31:
+        raise ConfigError(
+            f"backend 'triton': batch {b} with d={d}, l={length}, n={n} needs {b * per_sample:,} elements in "
+            f"one buffer, beyond the kernels' int32 offsets; use a batch of at most "
+            f"{(2**31 - 1) // per_sample} (or backend='mamba_ssm')."
+        )
+
+
 class _TritonScan(torch.autograd.Function):
     """Autograd wrapper; ``hw`` is None for a plain scan, (h, w) for the fused SS2D form."""
 
@@ -345,6 +361,7 @@ class _TritonScan(torch.autograd.Function):
         g = B.shape[1]
         K = d // du
         cfg = launch_config(d // g, n)
+        check_offsets_fit_int32(b, d, length, n, cfg["BLOCK_D"])
         nchunk = triton.cdiv(length, _BLOCK_L)
         save = any(ctx.needs_input_grad)
         dev = u.device

@@ -28,7 +28,6 @@ Shape letters: B batch, C input channels, S image side.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Callable, Sequence
@@ -37,13 +36,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..atomic import atomic_write_text
 from ..errors import BackendUnavailableError, ConfigError
 from ..losses import build_loss
 from ..models import create_model
 from ..models.interface import valid_input_size
 from ..ops import BACKENDS, available_backends
-from .timing import format_table, peak_extra_bytes, synchronize, time_ms
+from .timing import format_table, peak_extra_bytes, publish, synchronize, time_ms
 
 __all__ = ["REFERENCE", "bench_model"]
 
@@ -426,10 +424,7 @@ def bench_model(
     finally:
         torch.set_num_threads(before)
     result = {"meta": meta, "rows": rows}
-    if verbose:
-        print(render(result))
-    if json_path is not None:
-        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    publish(result, render, verbose, json_path)
     return result
 
 

@@ -19,7 +19,6 @@ Shape letters: b batch, d scan channels, l sequence length, n state size, g grou
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -28,10 +27,9 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write_text
 from ..errors import BackendUnavailableError, ConfigError
 from ..ops import available_backends, cross_merge, cross_scan, selective_scan, ss2d_selective_scan
-from .timing import format_table, peak_extra_bytes, time_ms
+from .timing import format_table, peak_extra_bytes, publish, time_ms
 
 __all__ = ["STAGES", "bench_scan", "make_scan_inputs"]
 
@@ -266,10 +264,7 @@ def bench_scan(
                 )
         del inp
     result = {"meta": meta, "scan": scan_rows, "ss2d": ss2d_rows}
-    if verbose:
-        print(_render(result))
-    if json_path is not None:
-        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    publish(result, _render, verbose, json_path)
     return result
 
 

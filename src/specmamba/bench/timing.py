@@ -14,13 +14,16 @@ every backend so that figures printed side by side are comparable.
   figure; so each CPU measurement first returns free heap memory to the OS (``malloc_trim``) and the
   first one pins the mmap threshold (``mallopt(M_MMAP_THRESHOLD, 128 KiB)``) so that large blocks
   are unmapped when freed.
-* :func:`format_table`: a fixed-width text table for the console.
+* :func:`format_table`: a fixed-width text table for the console; :func:`publish` prints a result's
+  table and writes its JSON atomically.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import json
+import os
 import re
 import statistics
 import time
@@ -31,7 +34,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["Timing", "format_table", "peak_extra_bytes", "synchronize", "time_ms"]
+from ..atomic import atomic_write_text
+
+__all__ = ["Timing", "format_table", "peak_extra_bytes", "publish", "synchronize", "time_ms"]
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -133,3 +138,13 @@ def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in text]
     return "\n".join(lines)
+
+
+def publish(
+    result: dict, render: Callable[[dict], str], verbose: bool, json_path: str | os.PathLike[str] | None
+) -> None:
+    """Print ``render(result)`` if ``verbose``; write ``result`` as JSON to ``json_path`` (atomically)."""
+    if verbose:
+        print(render(result))
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")

@@ -86,6 +86,17 @@ def test_unknown_model_lists_close_matches(tiny_synth, tmp_path, capsys, train_c
     assert not (tmp_path / "r").exists()
 
 
+def test_unknown_or_malformed_model_option(tiny_synth, tmp_path, capsys, train_cli):
+    assert train_cli(tiny_synth, tmp_path / "r", "--model-kwarg", "base_widht=8") == 2
+    message = _error(capsys)
+    assert "'base_widht'" in message and "base_width" in message  # the options test_unet takes
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as stop:
+        train_cli(tiny_synth, tmp_path / "r", "--model-kwarg", "base_width")
+    assert stop.value.code == 2 and "KEY=VALUE" in _error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
 def test_input_size_the_model_cannot_take(tiny_synth, tmp_path, capsys, train_cli):
     assert train_cli(tiny_synth, tmp_path / "r", "--model", "test_unet_resnet", "--img-size", "100") == 2
     message = _error(capsys)

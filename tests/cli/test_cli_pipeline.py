@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 from PIL import Image
 
 from specmamba.cli.main import main
@@ -86,3 +87,12 @@ def test_python_dash_m_entry_point():
     assert result.returncode == 0
     for command in ("models", "synth", "train", "evaluate", "predict", "demo", "bench"):
         assert command in result.stdout
+
+
+def test_model_options_from_the_command_line(tiny_synth, tmp_path, capsys, tiny_train_argv):
+    run = tmp_path / "run"
+    argv = tiny_train_argv(tiny_synth, run, "--model-kwarg", "base_width=4", "--amp")
+    assert main(argv) == 0
+    checkpoint = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    assert checkpoint["model_kwargs"]["base_width"] == 4 and checkpoint["config"]["amp"] is True
+    assert checkpoint["state_dict"]["stages.0.0.0.weight"].shape[0] == 4

@@ -17,6 +17,13 @@ def test_resolution_order_defaults_preset_flags(tmp_path):
     assert config.batch_size == TrainConfig().batch_size
 
 
+def test_model_kwargs_flags_are_merged_into_the_presets(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model: vmunet\nmodel_kwargs: {drop_path_rate: 0.2, d_state: 8}\n")
+    config = resolve_config(str(preset), data="d", out="o", model_kwargs={"drop_path_rate": 0.1})
+    assert config.model_kwargs == {"drop_path_rate": 0.1, "d_state": 8}
+
+
 def test_shipped_demo_preset_is_found_by_name():
     assert "demo" in preset_names()
     assert load_preset("demo")["model"] == "unet_small"

@@ -28,3 +28,12 @@ def test_none_kwargs_are_dropped_and_model_is_tagged():
     assert model.in_chans == 3 and model.num_classes == 2 and model.base_width == 8
     assert model.specmamba_name == "test_unet"
     assert model.specmamba_kwargs == {"num_classes": 2}
+
+
+def test_unknown_option_names_the_options_the_model_takes():
+    from specmamba.models import model_options
+
+    assert {"dims", "depths", "d_state", "drop_path_rate", "scan_backend"} <= set(model_options("vmunet"))
+    assert "model_name" not in model_options("vmunet")  # set by the factory, not an option
+    with pytest.raises(ConfigError, match=r"unknown model option 'drop_path'.*drop_path_rate"):
+        create_model("test_vmunet", drop_path=0.1)

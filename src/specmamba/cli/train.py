@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+import yaml
+
 from ..engine.config import resolve_config
 from ..engine.trainer import resume_config, train
 
@@ -52,6 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use deterministic algorithms (slower on GPU)",
     )
     parser.add_argument(
+        "--model-kwarg",
+        dest="model_kwargs",
+        metavar="KEY=VALUE",
+        type=model_kwarg,
+        action="append",
+        default=None,
+        help="model option, repeatable; VALUE is read as YAML (e.g. drop_path_rate=0.1, "
+        "depths=[2,2,9,2], scan_backend=triton); merged into the preset's model_kwargs",
+    )
+    amp = parser.add_mutually_exclusive_group()
+    amp.add_argument(
+        "--amp", dest="amp", action="store_true", default=None, help="bf16 autocast on CUDA (the default)"
+    )
+    amp.add_argument(
         "--no-amp",
         dest="amp",
         action="store_false",
@@ -73,10 +89,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def model_kwarg(text: str) -> tuple[str, object]:
+    """argparse type of ``--model-kwarg``: ``KEY=VALUE`` -> (KEY, VALUE read as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY a model option name (e.g. drop_path_rate=0.1); got {text!r}"
+        )
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a YAML value") from None
+
+
 def config_overrides(args: argparse.Namespace) -> dict:
     names = [flag[2:].replace("-", "_") for flag, _, _ in CONFIG_FLAGS]
     names += ["deterministic", "amp", "allow_unpaired", "progress"]
-    return {name: getattr(args, name) for name in names}
+    overrides = {name: getattr(args, name) for name in names}
+    overrides["model_kwargs"] = dict(args.model_kwargs) if args.model_kwargs else None
+    return overrides
 
 
 def run(args: argparse.Namespace) -> int:

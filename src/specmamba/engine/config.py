@@ -129,14 +129,20 @@ def load_preset(path_or_name: str) -> dict[str, Any]:
 
 
 def resolve_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the preset, then the overrides that are not None; validated."""
+    """Defaults, then the preset, then the overrides that are not None; validated.
+
+    ``model_kwargs`` overrides are merged into the preset's (a flag replaces one key, not the dict).
+    """
     values: dict[str, Any] = {}
     if preset:
         values.update(load_preset(preset))
     unknown = sorted(set(overrides) - config_fields())
     if unknown:
         raise ConfigError(f"Unknown training option(s): {', '.join(unknown)}.")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "model_kwargs" in given:  # merged into the preset's, key by key
+        given["model_kwargs"] = {**(values.get("model_kwargs") or {}), **given["model_kwargs"]}
+    values.update(given)
     config = TrainConfig(**values)
     config.validate()
     return config

@@ -80,6 +80,11 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     if not run.last.is_file():
         raise ConfigError(f"--resume: {run.last} does not exist, so there is no run to resume in {run.root}.")
     stored = dict(read_checkpoint(run.last)["config"])
+    if overrides.get("model_kwargs") is not None:  # merged key by key, as in resolve_config
+        overrides = {
+            **overrides,
+            "model_kwargs": {**stored.get("model_kwargs", {}), **overrides["model_kwargs"]},
+        }
     for key, value in overrides.items():
         if value is None or stored.get(key) == value:
             continue

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
+import re
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -67,7 +70,17 @@ def create_model(name: str, checkpoint_path: str | None = None, **kwargs: Any) -
     architecture converts through its ``convert_state_dict`` hook (see ``weights.load_weights``).
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    model = model_entrypoint(name)(**kwargs)
+    factory = model_entrypoint(name)
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if unknown is None or unknown.group(1) not in kwargs:
+            raise
+        raise ConfigError(
+            f"{name}: unknown model option {unknown.group(1)!r}; {name} takes "
+            f"{', '.join(model_options(name)) or 'no options'}."
+        ) from None
     model.specmamba_name = name
     model.specmamba_kwargs = dict(kwargs)
     if checkpoint_path is not None:
@@ -75,3 +88,18 @@ def create_model(name: str, checkpoint_path: str | None = None, **kwargs: Any) -
 
         load_weights(model, checkpoint_path)
     return model
+
+
+def model_options(name: str) -> list[str]:
+    """Keyword options of model ``name``: its factory's, plus its class's where the factory passes
+    ``**kwargs`` on (factories declare the class they return)."""
+    factory = model_entrypoint(name)
+    params = list(inspect.signature(factory).parameters.values())
+    names = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        returned = typing.get_type_hints(factory).get("return")
+        if isinstance(returned, type):
+            init = inspect.signature(returned.__init__).parameters.values()
+            keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            names += [p.name for p in init if p.name != "self" and p.kind in keyword]
+    return sorted(dict.fromkeys(n for n in names if n != "model_name"))

@@ -15,6 +15,7 @@ from PIL import Image
 from specmamba.spectral import figures as figures_module
 from specmamba.spectral.figures import (
     avr_bf1_scatter,
+    avr_channel_distribution,
     band_decomposition,
     power_spectrum_grid,
     shift_consistency_curves,
@@ -28,6 +29,7 @@ ALL_NAMES = {
     "power_spectrum_grid",
     "shift_consistency_curves",
     "avr_bf1_scatter",
+    "avr_channel_distribution",
 }
 
 
@@ -38,7 +40,7 @@ def _audit_inputs(archs: dict[str, int], not_measurable: frozenset[tuple[str, in
     included too (the figures must ignore them when architecture-level rows exist).
     """
     rng = np.random.default_rng(0)
-    stage_rows, band_rows, shift_rows, points, spectra = [], [], [], {}, {}
+    stage_rows, band_rows, shift_rows, points, spectra, channel_rows = [], [], [], {}, {}, []
     for a, n in archs.items():
         std = None if n == 1 else 0.02
         for level, label in (("architecture", a), ("checkpoint", f"{a}-seed0")):
@@ -66,6 +68,14 @@ def _audit_inputs(archs: dict[str, int], not_measurable: frozenset[tuple[str, in
                             {**key, "direction": direction, "mode": mode, "shift": shift, "iou_mean": iou,
                              "iou_std": std}
                         )  # fmt: skip
+        for seed in range(n):
+            for stage in (1, 2, 3, 4):
+                ok = (a, stage) not in not_measurable
+                q = np.sort(rng.uniform(0.05, 0.6, size=5)) if ok else [None] * 5
+                channel_rows.append(
+                    {"level": "checkpoint", "architecture": a, "checkpoint": f"{a}-seed{seed}",
+                     "stage": stage, "measurable": ok, **dict(zip(("min", "q25", "median", "q75", "max"), q))}
+                )  # fmt: skip
         avrs = [None] + [float(v) for v in rng.uniform(0.2, 0.4, size=11)]  # one image without AVR
         points[a] = [dict(checkpoint=a, avr_mean=v, bf1=float(rng.random())) for v in avrs]
         for seed in range(n):
@@ -85,6 +95,7 @@ def _audit_inputs(archs: dict[str, int], not_measurable: frozenset[tuple[str, in
         "shift_rows": shift_rows,
         "points": points,
         "spectra": spectra,
+        "channel_rows": channel_rows,
     }
 
 
@@ -101,6 +112,7 @@ CALLS = {
     "power_spectrum_grid": lambda d, out: power_spectrum_grid(d["spectra"], out),
     "shift_consistency_curves": lambda d, out: shift_consistency_curves(d["shift_rows"], out),
     "avr_bf1_scatter": lambda d, out: avr_bf1_scatter(d["points"], out),
+    "avr_channel_distribution": lambda d, out: avr_channel_distribution(d["channel_rows"], out),
 }
 
 
@@ -136,6 +148,7 @@ def test_figures_accept_empty_inputs(tmp_path):
     for paths, name in (
         (stagewise_avr_bars([], tmp_path), "stagewise_avr_bars"),
         (power_spectrum_grid({}, tmp_path), "power_spectrum_grid"),
+        (avr_channel_distribution([], tmp_path), "avr_channel_distribution"),
     ):
         _check_pair(paths, tmp_path, name)
 

@@ -14,7 +14,8 @@ Output folder (every file written atomically):
   ``band_decomposition_results.csv``; plus ``per_image.csv``, ``avr_channel_distribution.csv``,
   ``power_spectra.npz`` (the mean log power per checkpoint and stage) and ``summary.json``;
 - figures (PNG at 300 dpi and PDF): ``stagewise_avr_bars``, ``band_decomposition``,
-  ``power_spectrum_grid``, ``shift_consistency_curves``, ``avr_bf1_scatter``;
+  ``power_spectrum_grid``, ``shift_consistency_curves``, ``avr_bf1_scatter`` and
+  ``avr_channel_distribution``;
 - ``report.html``: one self-contained page with the tables, the figures and the provenance (data,
   checkpoints with their SHA-256, software versions).
 """
@@ -288,6 +289,7 @@ def _write_tables_and_figures(
     tables: dict[str, list[dict[str, Any]]],
     results: Sequence[CheckpointResult],
     specs: Sequence[Any],
+    threshold: float,
 ) -> tuple[dict[str, str], dict[str, list[Path]]]:
     """CSV tables, power_spectra.npz and the figures; returns (table key -> file name, figure -> paths)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -304,7 +306,16 @@ def _write_tables_and_figures(
         points.setdefault(r.architecture, []).extend(
             {"checkpoint": r.label, "avr_mean": row["avr_mean"], "bf1": row["bf1"]} for row in r.rows
         )
-    figures = write_all_figures(out, tables["stages"], tables["bands"], tables["shift"], points, spectra)
+    figures = write_all_figures(
+        out,
+        tables["stages"],
+        tables["bands"],
+        tables["shift"],
+        points,
+        spectra,
+        channel_rows=tables["channels"],
+        threshold=threshold,
+    )
     return files, figures
 
 
@@ -363,7 +374,7 @@ def run_audit(
             torch.cuda.empty_cache()
 
     tables, notes = _build_tables(results, entries, specs, settings, len(pairs))
-    files, figures = _write_tables_and_figures(out, tables, results, specs)
+    files, figures = _write_tables_and_figures(out, tables, results, specs, settings.threshold)
 
     headline = _headline(tables["stages"], tables["boundary"], tables["shift"], tables["correlation"])
     provenance = {

@@ -1,5 +1,6 @@
 """Figures of the spectral audit (REFERENCE.md section 3): stage-wise AVR, frequency bands, power spectra,
-shift consistency and the AVR-vs-BF1 scatter, each written as PNG (300 dpi) and PDF.
+shift consistency and the AVR-vs-BF1 scatter, each written as PNG (300 dpi) and PDF; plus the spread of
+the per-channel AVR over a stage's channels (specmamba's own).
 
 Inputs are the plain rows the audit also writes as CSV (lists of dicts, None where a value is not
 measurable). Bar and curve figures use the ``level == "architecture"`` rows: the mean over training
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "avr_bf1_scatter",
+    "avr_channel_distribution",
     "band_decomposition",
     "power_spectrum_grid",
     "shift_consistency_curves",
@@ -472,6 +474,68 @@ def avr_bf1_scatter(points: Mapping[str, Iterable[Mapping[str, Any]]], out_dir: 
     return _save(fig, out_dir, "avr_bf1_scatter")
 
 
+def avr_channel_distribution(
+    channel_rows: Iterable[Mapping[str, Any]], out_dir: str | Path, threshold: float = 0.5
+) -> list[Path]:
+    """Per stage, one box per checkpoint of its channels' AVR: box q25..q75, line at the median,
+    whiskers at the lowest and highest channel; a dashed line at ``threshold`` (the AVR's frequency
+    cut, here as an AVR level for reference). Stages without a measurable map get "n/m". Reads the
+    checkpoint rows of ``avr_channel_distribution.csv``; writes ``avr_channel_distribution.*``.
+    """
+    rows = [r for r in channel_rows if r.get("level", "checkpoint") == "checkpoint"]
+    groups: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for r in rows:
+        stage = _stage_number(r.get("stage"))
+        if stage is not None:
+            groups.setdefault(str(r.get("checkpoint", r.get("architecture", "?"))), {})[stage] = r
+    stages = sorted({s for table in groups.values() for s in table})
+    n = max(len(groups), 1)
+    fig = _new_figure((max(6.0, 2.4 + 0.45 * n * max(len(stages), 1)), 3.8))
+    ax = fig.add_subplot()
+    if not stages:
+        _no_data(ax, "no per-channel AVR rows")
+        return _save(fig, out_dir, "avr_channel_distribution")
+
+    from matplotlib.patches import Patch
+
+    width = 0.8 / n
+    handles = []
+    for i, (name, color) in enumerate(zip(groups, _colors(n))):
+        stats, positions = [], []
+        for s in stages:
+            x = s + (i - (n - 1) / 2) * width
+            row = groups[name].get(s)
+            values = [_finite(row.get(k)) for k in ("min", "q25", "median", "q75", "max")] if row else [None]
+            if any(v is None for v in values):
+                _mark_not_measurable(ax, x)
+                continue
+            low, q1, med, q3, high = values
+            stats.append({"whislo": low, "q1": q1, "med": med, "q3": q3, "whishi": high, "fliers": []})
+            positions.append(x)
+        if stats:
+            ax.bxp(
+                stats,
+                positions=positions,
+                widths=width * 0.8,
+                patch_artist=True,
+                boxprops={"facecolor": color, "alpha": 0.75, "linewidth": 0.6},
+                medianprops={"color": "black", "linewidth": 1.0},
+                whiskerprops={"linewidth": 0.6},
+                capprops={"linewidth": 0.6},
+            )
+        handles.append(Patch(facecolor=color, alpha=0.75, label=name))
+    ax.axhline(threshold, color="0.4", linestyle="--", linewidth=0.8)
+    ax.set_xticks(stages, [f"stage {s}" for s in stages])
+    ax.set_xlim(stages[0] - 0.5, stages[-1] + 0.5)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("AVR of one channel")
+    ax.set_title("Per-channel AVR: spread over a stage's channels (whiskers: min and max)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _save(fig, out_dir, "avr_channel_distribution")
+
+
 def write_all_figures(
     out_dir: str | Path,
     stage_rows: Iterable[Mapping[str, Any]],
@@ -479,10 +543,13 @@ def write_all_figures(
     shift_rows: Iterable[Mapping[str, Any]],
     points: Mapping[str, Iterable[Mapping[str, Any]]],
     spectra: Mapping[str, Sequence[np.ndarray | None]],
+    channel_rows: Iterable[Mapping[str, Any]] | None = None,
+    threshold: float = 0.5,
 ) -> dict[str, list[Path]]:
     """Write every audit figure into ``out_dir``; returns figure name -> [png, pdf].
 
-    The shift figure is skipped when there are no shift rows, the scatter when no image has an AVR.
+    The shift figure is skipped when there are no shift rows, the scatter when no image has an AVR,
+    the per-channel figure when ``channel_rows`` is None.
     """
     shift_rows = list(shift_rows)
     points = {k: list(v) for k, v in points.items()}
@@ -495,4 +562,6 @@ def write_all_figures(
         written["shift_consistency_curves"] = shift_consistency_curves(shift_rows, out_dir)
     if any(_finite(p.get("avr_mean")) is not None for pts in points.values() for p in pts):
         written["avr_bf1_scatter"] = avr_bf1_scatter(points, out_dir)
+    if channel_rows is not None:
+        written["avr_channel_distribution"] = avr_channel_distribution(channel_rows, out_dir, threshold)
     return written

@@ -3,8 +3,9 @@
 ``triton.jit`` chooses the interpreter when the module is decorated, i.e. when ``scan_triton`` is first
 imported with ``TRITON_INTERPRET=1`` set. The interpreter checks therefore run in a fresh subprocess
 with that variable, on tiny shapes (the interpreter executes every program in Python). They cover:
-several tiles (l > 32), l = 1, a non-power-of-two n, groups, every option on and off, the gradient
-through the last state, the public dispatch, and the fused SS2D kernels against the composition.
+several tiles (l > 128, one an exact multiple), l = 1, a non-power-of-two n, groups, every option on
+and off, the gradient through the last state, the public dispatch, and the fused SS2D kernels (over
+two tiles) against the composition.
 """
 
 from __future__ import annotations
@@ -51,14 +52,15 @@ def run(c, backend):
 
 report = {}
 for shape, on in [((1, 4, 7, 4, 2), True), ((2, 8, 40, 3, 1), False), ((1, 2, 1, 4, 1), True),
-                  ((1, 8, 33, 4, 4), True), ((2, 6, 65, 8, 3), False)]:
+                  ((1, 8, 33, 4, 4), True), ((2, 6, 65, 8, 3), False), ((1, 4, 300, 3, 2), True),
+                  ((1, 2, 256, 2, 1), False)]:
     c = case(*shape, on, seed=sum(shape))
     want, got = run(c, "ref"), run(c, "triton")
     report[str(shape) + str(on)] = {k: rel(got[k], want[k]) for k in want}
     report[str(shape) + str(on)]["dtype_ok"] = float(got["out"].dtype == want["out"].dtype)
 
 gen = torch.Generator().manual_seed(1)
-b, d, h, w, n = 2, 4, 3, 5, 4
+b, d, h, w, n = 2, 4, 12, 11, 4  # 132 steps: two tiles
 ss = dict(x=torch.randn(b, d, h, w, generator=gen),
           delta=torch.randn(b, 4, d, h * w, generator=gen) * 0.5 - 1,
           A=-torch.rand(4 * d, n, generator=gen) - 0.05, B=torch.randn(b, 4, n, h * w, generator=gen),
@@ -84,7 +86,7 @@ def test_triton_kernels_under_interpreter():
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT"))
     report = json.loads(line[len("REPORT") :])
-    assert len(report) == 6
+    assert len(report) == 8
     for case, errors in report.items():
         assert errors.pop("dtype_ok", 1.0) == 1.0, case
         for name, err in errors.items():

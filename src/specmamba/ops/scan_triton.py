@@ -5,23 +5,36 @@ as ``scan_ref.py`` (REFERENCE.md section 1), same memory rule as the CPU kernels
 tensor is ever written to memory.
 
 Shape letters: b batch, d scan channels, du channels of u / of the output (d = k * du; k = 1 for a
-plain scan, 4 for SS2D), l length, n state size (NP: n padded to a power of two), g groups of B/C,
-BD channels per program (BLOCK_D), BL steps per tile (BLOCK_L).
+plain scan, 4 for SS2D), l length, n state size, g groups of B/C, BD channels per program (BLOCK_D),
+BL steps per tile (BLOCK_L).
 
 Kernels:
 
-* forward: one program per (batch, block of BD channels). It walks l in tiles of BL steps; a tile's
-  state (BD, NP, BL) lives in registers and is computed with one ``tl.associative_scan`` of the
-  linear recurrence x_t = a_t x_{t-1} + b_t (combine (a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)),
-  continued from the previous tile's last state. With ``save_states`` the state at every tile start
-  is stored: b * d * n * l / BL values.
-* backward: the same programs walk the tiles in reverse. Each tile recomputes its states from the
-  saved tile-start state, then runs the adjoint recurrence h_t = dy_t C_t + exp(delta_{t+1} A) h_{t+1}
-  as a reverse associative scan carried across tiles, and forms every gradient in registers
-  (dA_t x_{t-1} is recovered as x_t - delta_t B_t u_t, so no shifted state is needed).
+* forward: one program per (batch, block of BD channels). It walks l in tiles of BL steps and, inside
+  a tile, loops over the n state components: for component i the tile's states x[:, i, :] (BD, BL)
+  come from one ``tl.associative_scan`` along time of the linear recurrence x_t = a_t x_{t-1} + b_t
+  (combine (a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)), continued from the tile-start state, and
+  y += C_i x accumulates in registers. The state at every tile start is stored (b * d * n * l / BL
+  values): it carries the scan from tile to tile and is what the backward recomputes from.
+* backward: the same programs walk the tiles in reverse, again one state component at a time. Each
+  recomputes x[:, i, :] from the saved tile-start state, runs the adjoint recurrence
+  h_t = dy_t C_t + exp(delta_{t+1} A) h_{t+1} as a reverse associative scan carried across tiles, and
+  accumulates du and ddelta over the components in registers (dA_t x_{t-1} is recovered as
+  x_t - delta_t B_t u_t, so no shifted state is needed). With a gate z, a first pass over the
+  components recomputes the output that dz needs.
+* why this shape: Triton lays a (BD, BL) tile out with 4 consecutive steps per thread (vector loads)
+  and 32 lanes along time, so most of the scan runs sequentially inside a thread and only the
+  per-thread aggregates cross lanes. The earlier formulation, one (BD, n, BL) tile scanned at once,
+  put a single step per lane: compiled for sm_90 its forward needed 57 instructions per state value
+  and step, 16.5 of them shuffles, against 32 and 3 here (backward: 129 / 37 against 76 / 14).
+* carries between tiles: a tile's last (forward) or first (backward) column is stored by the threads
+  that hold it, and a ``debug_barrier`` at each tile start makes it visible to the threads that load
+  it. The forward writes the next tile's slot of the saved states; the backward's adjoint carry has two
+  slots by tile parity, so that no thread overwrites a value another may still be reading.
 * determinism: every program writes only its own outputs. dB/dC are reduced over the BD channels of a
   program in registers, written to a per-block partial (b, d / BD, n, l) (this is the one buffer that
   is n / BD times the size of u), and summed over the blocks of a group in index order by torch;
+  dA is accumulated over the tiles by its program (read-modify-write of its own entries), and
   dA/dD/delta_bias partials per (batch, channel) are summed over the batch in order. No atomics.
 * fused SS2D (k = 4): the program of a block of map channels loops over the four directions. Direction
   k at step t reads u from x at the row-major position computed by index arithmetic (row-major,
@@ -30,12 +43,10 @@ Kernels:
   program touches, so the merge is deterministic and the four direction copies are never stored.
   The backward gathers dout the same way and accumulates dx likewise.
 
-Block sizes (:func:`launch_config`): BL = 32, 8 warps, BD = the largest power of two dividing the
-channels of a group with BD * NP <= 128 (at most 16), i.e. 16 state values per thread. They were chosen
-from the kernels' sm_90 register use, compiled ahead of time without a GPU: at d_state 16 the previous
-BD = 16 with 4 warps needed 255 registers and spilled (976-984 bytes per thread in the backward), while
-BD = 8 with 8 warps needs 121 (forward) and 237 (backward) and spills nothing. tests/ops compiles
-every kernel this way and checks for spills; ``specmamba bench scan --device cuda`` measures speed.
+Block sizes (:func:`launch_config`): BL = 128, 8 warps, BD = the largest power of two <= 16 dividing
+the channels of a group; the state size does not change them. Compiled for sm_90 without a GPU they
+need 228 (forward) and 253 (backward) registers for SS2D and spill nothing; tests/ops compiles every
+kernel this way and checks for spills. ``specmamba bench scan --device cuda`` measures their speed.
 
 Testing without a GPU: ``triton.jit`` picks Triton's CPU interpreter at decoration time when the
 environment variable ``TRITON_INTERPRET=1`` is set (triton 3.x), so this module must be imported for the
@@ -54,9 +65,9 @@ from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["scan_triton", "ss2d_scan_triton"]
 
-_BLOCK_L = 32  # steps per tile; the backward must use the forward's tiles (states are saved per tile)
+_BLOCK_L = 128  # steps per tile; the backward must use the forward's tiles (states are saved per tile)
+_MAX_BLOCK_D = 16
 _NUM_WARPS = 8
-_STATES_PER_PROGRAM = 128  # BD * NP: with BL = 32 over 8 warps, 16 state values per thread
 
 
 @triton.jit
@@ -101,7 +112,6 @@ def _fwd_kernel(
     NCHUNK,
     HH,
     WW,
-    NP: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_L: tl.constexpr,
     K: tl.constexpr,
@@ -109,69 +119,68 @@ def _fwd_kernel(
     HAS_Z: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr,
-    SAVE: tl.constexpr,
 ):
     pid_b = tl.program_id(0)
     c0 = tl.program_id(1) * BLOCK_D
     d_total = K * DU
     oc = c0 + tl.arange(0, BLOCK_D)  # (BD,) map / u channels
     mc = oc < DU
-    on = tl.arange(0, NP)
-    mn = on < N
     ol = tl.arange(0, BLOCK_L)
+    last_col = ol[None, :] == BLOCK_L - 1
     for k in range(K):
         oi = k * DU + oc  # (BD,) scan channels
         grp = (k * DU + c0) // DG  # the whole block lies in one group
-        A = tl.load(A_ptr + oi[:, None] * N + on[None, :], mask=mc[:, None] & mn[None, :], other=0.0).to(
-            tl.float32
-        )
         if HAS_D:
             Dv = tl.load(D_ptr + oi, mask=mc, other=0.0).to(tl.float32)
         if HAS_BIAS:
             bv = tl.load(bias_ptr + oi, mask=mc, other=0.0).to(tl.float32)
-        x = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
         for ci in range(0, NCHUNK):
+            tl.debug_barrier()  # the states stored by the previous tile (other threads) are visible
             t = ci * BLOCK_L + ol  # (BL,)
             mt = t < L
             m2 = mc[:, None] & mt[None, :]
-            if SAVE:
-                sp = states_ptr + ((pid_b * d_total + oi[:, None]) * NCHUNK + ci) * N + on[None, :]
-                tl.store(sp, x, mask=mc[:, None] & mn[None, :])
             pos = _src_pos(t, k, L, HH, WW, K)
             u = tl.load(u_ptr + (pid_b * DU + oc[:, None]) * L + pos[None, :], mask=m2, other=0.0).to(
                 tl.float32
             )
-            dt = tl.load(delta_ptr + (pid_b * d_total + oi[:, None]) * L + t[None, :], mask=m2, other=0.0)
-            dt = dt.to(tl.float32)
+            row = (pid_b * d_total + oi[:, None]) * L
+            dt = tl.load(delta_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
             if HAS_BIAS:
                 dt = dt + bv[:, None]
             if SOFTPLUS:
                 dt = _softplus(dt)
-            dt = tl.where(m2, dt, 0.0)
-            bc = ((pid_b * G + grp) * N + on[:, None]) * L + t[None, :]  # (NP, BL)
-            mbc = mn[:, None] & mt[None, :]
-            Bt = tl.load(B_ptr + bc, mask=mbc, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + bc, mask=mbc, other=0.0).to(tl.float32)
-            a = tl.exp(dt[:, None, :] * A[:, :, None])  # (BD, NP, BL); padded steps: exp(0) = 1
-            bx = (dt * u)[:, None, :] * Bt[None, :, :]
-            acum, xloc = tl.associative_scan((a, bx), axis=2, combine_fn=_combine)
-            xs = acum * x[:, :, None] + xloc  # states of the tile
-            y = tl.sum(xs * Ct[None, :, :], axis=1)  # (BD, BL)
+            dt = tl.where(m2, dt, 0.0)  # padded steps: decay exp(0) = 1, no input: the state carries
+            dtu = dt * u
+            y = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+            for n in range(0, N):
+                A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)  # (BD,)
+                bc = ((pid_b * G + grp) * N + n) * L + t  # (BL,)
+                B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                sp = states_ptr + ((pid_b * d_total + oi) * NCHUNK + ci) * N + n  # (BD,) tile-start
+                x0 = tl.load(sp, mask=mc & (oc * 0 + ci > 0), other=0.0)  # state 0 is zero, never stored
+                a = tl.exp(dt * A_n[:, None])  # (BD, BL)
+                bx = dtu * B_n[None, :]
+                acum, xloc = tl.associative_scan((a, bx), axis=1, combine_fn=_combine)
+                xs = acum * x0[:, None] + xloc  # states of the tile
+                y += xs * C_n[None, :]
+                # the state after the tile, stored by the threads holding the last step only: the
+                # next tile's start state, or the last state after the last tile
+                keep = mc[:, None] & last_col
+                more = (ol * 0 + ci + 1 < NCHUNK)[None, :]  # as a tensor: the interpreter needs one
+                tl.store(sp[:, None] + N + 0 * ol[None, :], xs, mask=keep & more)
+                lp = last_ptr + (pid_b * d_total + oi) * N + n
+                tl.store(lp[:, None] + 0 * ol[None, :], xs, mask=keep & (more == 0))
             if HAS_D:
                 y = y + u * Dv[:, None]
             if HAS_Z:
-                zz = tl.load(z_ptr + (pid_b * d_total + oi[:, None]) * L + t[None, :], mask=m2, other=0.0)
-                zz = zz.to(tl.float32)
+                zz = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
                 y = y * zz * tl.sigmoid(zz)
             op = out_ptr + (pid_b * DU + oc[:, None]) * L + pos[None, :]
             if K == 1:
                 tl.store(op, y, mask=m2)
             else:
                 tl.store(op, tl.load(op, mask=m2, other=0.0) + y, mask=m2)
-            x = tl.sum(tl.where(ol[None, None, :] == BLOCK_L - 1, xs, 0.0), axis=2)  # padded steps carry x
-        tl.store(
-            last_ptr + (pid_b * d_total + oi[:, None]) * N + on[None, :], x, mask=mc[:, None] & mn[None, :]
-        )
         if K > 1:
             tl.debug_barrier()  # the next direction reads what this one added
 
@@ -187,7 +196,7 @@ def _bwd_kernel(
     z_ptr,
     bias_ptr,
     dout_ptr,
-    dlast_ptr,
+    hcarry_ptr,
     states_ptr,
     du_ptr,
     ddelta_ptr,
@@ -205,7 +214,6 @@ def _bwd_kernel(
     NCHUNK,
     HH,
     WW,
-    NP: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_L: tl.constexpr,
     K: tl.constexpr,
@@ -220,34 +228,24 @@ def _bwd_kernel(
     nblk = d_total // BLOCK_D
     oc = c0 + tl.arange(0, BLOCK_D)
     mc = oc < DU
-    on = tl.arange(0, NP)
-    mn = on < N
-    mdn = mc[:, None] & mn[None, :]
     ol = tl.arange(0, BLOCK_L)
+    first_col = ol[None, :] == 0
     for k in range(K):
         oi = k * DU + oc
         grp = (k * DU + c0) // DG
         blk = (k * DU + c0) // BLOCK_D  # index of this block among all scan channels
-        A = tl.load(A_ptr + oi[:, None] * N + on[None, :], mask=mdn, other=0.0).to(tl.float32)
         if HAS_D:
             Dv = tl.load(D_ptr + oi, mask=mc, other=0.0).to(tl.float32)
         if HAS_BIAS:
             bv = tl.load(bias_ptr + oi, mask=mc, other=0.0).to(tl.float32)
-        h = tl.load(dlast_ptr + (pid_b * d_total + oi[:, None]) * N + on[None, :], mask=mdn, other=0.0)
-        h = h.to(tl.float32)  # adjoint of the state after the tile, carried backwards
-        gA = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
         gD = tl.zeros((BLOCK_D,), dtype=tl.float32)
         gbias = tl.zeros((BLOCK_D,), dtype=tl.float32)
         for cr in range(0, NCHUNK):
+            tl.debug_barrier()  # the adjoint carries stored by the later tile are visible
             ci = NCHUNK - 1 - cr
             t = ci * BLOCK_L + ol
             mt = t < L
             m2 = mc[:, None] & mt[None, :]
-            x0 = tl.load(
-                states_ptr + ((pid_b * d_total + oi[:, None]) * NCHUNK + ci) * N + on[None, :],
-                mask=mdn,
-                other=0.0,
-            )
             pos = _src_pos(t, k, L, HH, WW, K)
             u = tl.load(u_ptr + (pid_b * DU + oc[:, None]) * L + pos[None, :], mask=m2, other=0.0).to(
                 tl.float32
@@ -269,71 +267,93 @@ def _bwd_kernel(
                 dt = dr
                 dtn = drn
             dt = tl.where(m2, dt, 0.0)
-            bc = ((pid_b * G + grp) * N + on[:, None]) * L + t[None, :]
-            mbc = mn[:, None] & mt[None, :]
-            Bt = tl.load(B_ptr + bc, mask=mbc, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + bc, mask=mbc, other=0.0).to(tl.float32)
-            # recompute the tile's states from the saved tile-start state
-            a = tl.exp(dt[:, None, :] * A[:, :, None])
-            bx = (dt * u)[:, None, :] * Bt[None, :, :]
-            acum, xloc = tl.associative_scan((a, bx), axis=2, combine_fn=_combine)
-            xs = acum * x0[:, :, None] + xloc
+            dtn = tl.where(mnext, dtn, 0.0)  # beyond the sequence: decay 1, the adjoint carries
+            dtu = dt * u
+            srow = (pid_b * d_total + oi) * NCHUNK + ci  # (BD,) saved tile-start states
             if HAS_Z:
-                zz = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
-                y = tl.sum(xs * Ct[None, :, :], axis=1)
+                # dz needs the output: one recomputation pass over the states first
+                y = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+                for n in range(0, N):
+                    A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)
+                    bc = ((pid_b * G + grp) * N + n) * L + t
+                    B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                    C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                    x0 = tl.load(states_ptr + srow * N + n, mask=mc & (oc * 0 + ci > 0), other=0.0)
+                    acum, xloc = tl.associative_scan(
+                        (tl.exp(dt * A_n[:, None]), dtu * B_n[None, :]), axis=1, combine_fn=_combine
+                    )
+                    y += (acum * x0[:, None] + xloc) * C_n[None, :]
                 if HAS_D:
                     y = y + u * Dv[:, None]
+                zz = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
                 sz = tl.sigmoid(zz)
                 tl.store(dz_ptr + row + t[None, :], go * y * sz * (1.0 + zz * (1.0 - sz)), mask=m2)
                 dy = go * zz * sz
             else:
                 dy = go
-            # adjoint: h_t = a_{t+1} h_{t+1} + dy_t C_t, a reverse scan continued from the later tile
-            an = tl.where(mnext[:, None, :], tl.exp(dtn[:, None, :] * A[:, :, None]), 1.0)
-            v = dy[:, None, :] * Ct[None, :, :]
-            hcum, hloc = tl.associative_scan((an, v), axis=2, combine_fn=_combine, reverse=True)
-            hs = hcum * h[:, :, None] + hloc  # (BD, NP, BL)
-            hx = hs * (xs - bx)  # h_t * a_t * x_{t-1}
-            hb = hs * Bt[None, :, :]
-            ddt = tl.sum(hb * u[:, None, :] + hx * A[:, :, None], axis=1)
-            du = tl.sum(hb, axis=1) * dt
+            gdu = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+            gdt = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+            for n in range(0, N):
+                A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)
+                bc = ((pid_b * G + grp) * N + n) * L + t
+                B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                # recompute the tile's states from the saved tile-start state
+                x0 = tl.load(states_ptr + srow * N + n, mask=mc & (oc * 0 + ci > 0), other=0.0)
+                bx = dtu * B_n[None, :]
+                acum, xloc = tl.associative_scan((tl.exp(dt * A_n[:, None]), bx), axis=1, combine_fn=_combine)
+                xs = acum * x0[:, None] + xloc
+                # adjoint: h_t = a_{t+1} h_{t+1} + dy_t C_t, a reverse scan continued from the later tile
+                # the adjoint carry is double-buffered by tile parity: tile ci reads slot (ci + 1) % 2,
+                # written by the later tile (slot NCHUNK % 2 starts as the last state's gradient), and
+                # writes slot ci % 2, so no thread overwrites what another may still be reading
+                hrow = (pid_b * d_total + oi) * 2
+                h = tl.load(hcarry_ptr + (hrow + (ci + 1) % 2) * N + n, mask=mc, other=0.0)
+                hcum, hloc = tl.associative_scan(
+                    (tl.exp(dtn * A_n[:, None]), dy * C_n[None, :]), axis=1, combine_fn=_combine, reverse=True
+                )
+                hs = hcum * h[:, None] + hloc  # (BD, BL)
+                hp = hcarry_ptr + (hrow + ci % 2) * N + n
+                tl.store(hp[:, None] + 0 * ol[None, :], hs, mask=mc[:, None] & first_col)
+                hx = hs * (xs - bx)  # h_t * a_t * x_{t-1}
+                hb = hs * B_n[None, :]
+                gdt += hb * u + hx * A_n[:, None]
+                gdu += hb * dt
+                ap = dA_ptr + (pid_b * d_total + oi) * N + n
+                tl.store(ap, tl.load(ap, mask=mc, other=0.0) + tl.sum(hx * dt, axis=1), mask=mc)
+                pbc = ((pid_b * nblk + blk) * N + n) * L + t
+                tl.store(dB_ptr + pbc, tl.sum(hs * dtu, axis=0), mask=mt)
+                tl.store(dC_ptr + pbc, tl.sum(dy * xs, axis=0), mask=mt)
             if HAS_D:
-                du = du + dy * Dv[:, None]
+                gdu = gdu + dy * Dv[:, None]
                 gD += tl.sum(tl.where(m2, dy * u, 0.0), axis=1)
-            gA += tl.sum(hx * dt[:, None, :], axis=2)
-            pbc = ((pid_b * nblk + blk) * N + on[:, None]) * L + t[None, :]
-            tl.store(dB_ptr + pbc, tl.sum(hs * (dt * u)[:, None, :], axis=0), mask=mbc)
-            tl.store(dC_ptr + pbc, tl.sum(dy[:, None, :] * xs, axis=0), mask=mbc)
             if SOFTPLUS:
-                ddt = ddt * tl.sigmoid(dr)
-            ddt = tl.where(m2, ddt, 0.0)
-            gbias += tl.sum(ddt, axis=1)
-            tl.store(ddelta_ptr + row + t[None, :], ddt, mask=m2)
+                gdt = gdt * tl.sigmoid(dr)
+            gdt = tl.where(m2, gdt, 0.0)
+            gbias += tl.sum(gdt, axis=1)
+            tl.store(ddelta_ptr + row + t[None, :], gdt, mask=m2)
             dp = du_ptr + (pid_b * DU + oc[:, None]) * L + pos[None, :]
             if K == 1:
-                tl.store(dp, du, mask=m2)
+                tl.store(dp, gdu, mask=m2)
             else:
-                tl.store(dp, tl.load(dp, mask=m2, other=0.0) + du, mask=m2)
-            h = tl.sum(tl.where(ol[None, None, :] == 0, hs, 0.0), axis=2)
-        tl.store(dA_ptr + (pid_b * d_total + oi[:, None]) * N + on[None, :], gA, mask=mdn)
+                tl.store(dp, tl.load(dp, mask=m2, other=0.0) + gdu, mask=m2)
         tl.store(dD_ptr + pid_b * d_total + oi, gD, mask=mc)
         tl.store(dbias_ptr + pid_b * d_total + oi, gbias, mask=mc)
         if K > 1:
             tl.debug_barrier()
 
 
-def launch_config(dg: int, n: int) -> dict[str, int]:
-    """Block sizes and warps for ``dg`` channels per B/C group and state size ``n``.
+def launch_config(dg: int) -> dict[str, int]:
+    """Block sizes and warps for ``dg`` channels per B/C group (the state size does not matter: the
+    kernels loop over it).
 
-    BLOCK_D is the largest power of two <= min(16, 128 / NP) dividing dg (a program's channels must
-    share one B/C group), so a tile holds at most 128 * BL state values. Returns the kernels'
-    keyword arguments ``NP``, ``BLOCK_D``, ``BLOCK_L`` and ``num_warps``.
+    BLOCK_D is the largest power of two <= 16 dividing dg (a program's channels must share one B/C
+    group). Returns the kernels' keyword arguments ``BLOCK_D``, ``BLOCK_L`` and ``num_warps``.
     """
-    n_pad = triton.next_power_of_2(n)
-    bd = max(1, min(16, _STATES_PER_PROGRAM // n_pad))
+    bd = _MAX_BLOCK_D
     while dg % bd:
         bd //= 2
-    return {"NP": n_pad, "BLOCK_D": bd, "BLOCK_L": _BLOCK_L, "num_warps": _NUM_WARPS}
+    return {"BLOCK_D": bd, "BLOCK_L": _BLOCK_L, "num_warps": _NUM_WARPS}
 
 
 def check_offsets_fit_int32(b: int, d: int, length: int, n: int, block_d: int) -> None:
@@ -360,7 +380,7 @@ class _TritonScan(torch.autograd.Function):
         d, n = A.shape
         g = B.shape[1]
         K = d // du
-        cfg = launch_config(d // g, n)
+        cfg = launch_config(d // g)
         check_offsets_fit_int32(b, d, length, n, cfg["BLOCK_D"])
         nchunk = triton.cdiv(length, _BLOCK_L)
         save = any(ctx.needs_input_grad)
@@ -371,7 +391,9 @@ class _TritonScan(torch.autograd.Function):
         bc = delta_bias.contiguous() if delta_bias is not None else cont[0]
         out = torch.zeros(b, du, length, device=dev, dtype=torch.float32)
         last = torch.empty(b, d, n, device=dev, dtype=torch.float32)
-        states = torch.empty(b, d, nchunk, n, device=dev, dtype=torch.float32) if save else last
+        # the state at every tile start (tile 0's, zero, is never written): the carry between tiles,
+        # and what the backward recomputes the states from
+        states = torch.empty(b, d, nchunk, n, device=dev, dtype=torch.float32)
         hh, ww = hw if hw is not None else (1, 1)
         grid = (b, triton.cdiv(du, cfg["BLOCK_D"]))
         _fwd_kernel[grid](
@@ -395,7 +417,6 @@ class _TritonScan(torch.autograd.Function):
             HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None,
             SOFTPLUS=bool(delta_softplus),
-            SAVE=save,
             **cfg,
         )
         if save:
@@ -416,16 +437,18 @@ class _TritonScan(torch.autograd.Function):
         g = B.shape[1]
         K = d // du
         dg = d // g
-        cfg = launch_config(dg, n)
+        cfg = launch_config(dg)
         bd = cfg["BLOCK_D"]
         nchunk = states.shape[2]
         dev = u.device
         f32 = {"device": dev, "dtype": torch.float32}
         dout = dout.contiguous() if dout is not None else torch.zeros(b, du, length, **f32)
-        dlast = dlast.contiguous() if dlast is not None else torch.zeros(b, d, n, **f32)
+        # adjoint carry between tiles, two slots by tile parity; slot nchunk % 2 starts as d(last)
+        hcarry = torch.empty(b, d, 2, n, **f32)
+        hcarry[:, :, nchunk % 2] = dlast if dlast is not None else 0.0
         du_ = torch.zeros(b, du, length, **f32)
         ddelta = torch.empty(b, d, length, **f32)
-        dA_p = torch.empty(b, d, n, **f32)
+        dA_p = torch.zeros(b, d, n, **f32)  # accumulated over the tiles
         dB_p = torch.empty(b, d // bd, n, length, **f32)
         dC_p = torch.empty(b, d // bd, n, length, **f32)
         dD_p = torch.empty(b, d, **f32)
@@ -443,7 +466,7 @@ class _TritonScan(torch.autograd.Function):
             z,
             bias,
             dout,
-            dlast,
+            hcarry,
             states,
             du_,
             ddelta,

@@ -26,11 +26,12 @@ Kernels:
   and 32 lanes along time, so most of the scan runs sequentially inside a thread and only the
   per-thread aggregates cross lanes. The earlier formulation, one (BD, n, BL) tile scanned at once,
   put a single step per lane: compiled for sm_90 its forward needed 57 instructions per state value
-  and step, 16.5 of them shuffles, against 32 and 3 here (backward: 129 / 37 against 76 / 14).
-* carries between tiles: a tile's last (forward) or first (backward) column is stored by the threads
-  that hold it, and a ``debug_barrier`` at each tile start makes it visible to the threads that load
-  it. The forward writes the next tile's slot of the saved states; the backward's adjoint carry has two
-  slots by tile parity, so that no thread overwrites a value another may still be reading.
+  and step, 16.5 of them shuffles, against 27 and 4 here (backward: 129 / 37 against 68 / 16).
+* carries between tiles: a tile's last (forward) or first (backward) column, reduced out of the tile,
+  is stored, and a ``debug_barrier`` at each tile start makes it visible to the threads that load it
+  (a tile's columns live in other threads than the reduced vector). The forward writes the next
+  tile's slot of the saved states; the backward's adjoint carry has two slots by tile parity, so that
+  no thread overwrites a value another may still be reading.
 * determinism: every program writes only its own outputs. dB/dC are reduced over the BD channels of a
   program in registers, written to a per-block partial (b, d / BD, n, l) (this is the one buffer that
   is n / BD times the size of u), and summed over the blocks of a group in index order by torch;
@@ -45,7 +46,7 @@ Kernels:
 
 Block sizes (:func:`launch_config`): BL = 128, 8 warps, BD = the largest power of two <= 16 dividing
 the channels of a group; the state size does not change them. Compiled for sm_90 without a GPU they
-need 228 (forward) and 253 (backward) registers for SS2D and spill nothing; tests/ops compiles every
+need 177 (forward) and 246 (backward) registers for SS2D and spill nothing; tests/ops compiles every
 kernel this way and checks for spills. ``specmamba bench scan --device cuda`` measures their speed.
 
 Testing without a GPU: ``triton.jit`` picks Triton's CPU interpreter at decoration time when the
@@ -65,6 +66,7 @@ from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["scan_triton", "ss2d_scan_triton"]
 
+_LOG2E = tl.constexpr(1.4426950408889634)  # exp(dt A) = exp2(dt A log2(e)): a multiply saved per value
 _BLOCK_L = 128  # steps per tile; the backward must use the forward's tiles (states are saved per tile)
 _MAX_BLOCK_D = 16
 _NUM_WARPS = 8
@@ -153,24 +155,25 @@ def _fwd_kernel(
             dtu = dt * u
             y = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
             for n in range(0, N):
-                A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)  # (BD,)
+                A_n = (
+                    tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32) * _LOG2E
+                )  # (BD,), log2 units
                 bc = ((pid_b * G + grp) * N + n) * L + t  # (BL,)
                 B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
                 C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
                 sp = states_ptr + ((pid_b * d_total + oi) * NCHUNK + ci) * N + n  # (BD,) tile-start
                 x0 = tl.load(sp, mask=mc & (oc * 0 + ci > 0), other=0.0)  # state 0 is zero, never stored
-                a = tl.exp(dt * A_n[:, None])  # (BD, BL)
+                a = tl.exp2(dt * A_n[:, None])  # (BD, BL)
                 bx = dtu * B_n[None, :]
                 acum, xloc = tl.associative_scan((a, bx), axis=1, combine_fn=_combine)
                 xs = acum * x0[:, None] + xloc  # states of the tile
                 y += xs * C_n[None, :]
-                # the state after the tile, stored by the threads holding the last step only: the
-                # next tile's start state, or the last state after the last tile
-                keep = mc[:, None] & last_col
-                more = (ol * 0 + ci + 1 < NCHUNK)[None, :]  # as a tensor: the interpreter needs one
-                tl.store(sp[:, None] + N + 0 * ol[None, :], xs, mask=keep & more)
-                lp = last_ptr + (pid_b * d_total + oi) * N + n
-                tl.store(lp[:, None] + 0 * ol[None, :], xs, mask=keep & (more == 0))
+                # the state after the tile (its last column): the next tile's start state, or the
+                # last state after the last tile
+                x1 = tl.sum(tl.where(last_col, xs, 0.0), axis=1)
+                more = oc * 0 + ci + 1 < NCHUNK  # as a tensor: the interpreter needs one
+                tl.store(sp + N, x1, mask=mc & more)
+                tl.store(last_ptr + (pid_b * d_total + oi) * N + n, x1, mask=mc & (more == 0))
             if HAS_D:
                 y = y + u * Dv[:, None]
             if HAS_Z:
@@ -274,13 +277,13 @@ def _bwd_kernel(
                 # dz needs the output: one recomputation pass over the states first
                 y = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
                 for n in range(0, N):
-                    A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)
+                    A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32) * _LOG2E
                     bc = ((pid_b * G + grp) * N + n) * L + t
                     B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
                     C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
                     x0 = tl.load(states_ptr + srow * N + n, mask=mc & (oc * 0 + ci > 0), other=0.0)
                     acum, xloc = tl.associative_scan(
-                        (tl.exp(dt * A_n[:, None]), dtu * B_n[None, :]), axis=1, combine_fn=_combine
+                        (tl.exp2(dt * A_n[:, None]), dtu * B_n[None, :]), axis=1, combine_fn=_combine
                     )
                     y += (acum * x0[:, None] + xloc) * C_n[None, :]
                 if HAS_D:
@@ -295,13 +298,16 @@ def _bwd_kernel(
             gdt = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
             for n in range(0, N):
                 A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)
+                A2_n = A_n * _LOG2E  # log2 units
                 bc = ((pid_b * G + grp) * N + n) * L + t
                 B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
                 C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
                 # recompute the tile's states from the saved tile-start state
                 x0 = tl.load(states_ptr + srow * N + n, mask=mc & (oc * 0 + ci > 0), other=0.0)
                 bx = dtu * B_n[None, :]
-                acum, xloc = tl.associative_scan((tl.exp(dt * A_n[:, None]), bx), axis=1, combine_fn=_combine)
+                acum, xloc = tl.associative_scan(
+                    (tl.exp2(dt * A2_n[:, None]), bx), axis=1, combine_fn=_combine
+                )
                 xs = acum * x0[:, None] + xloc
                 # adjoint: h_t = a_{t+1} h_{t+1} + dy_t C_t, a reverse scan continued from the later tile
                 # the adjoint carry is double-buffered by tile parity: tile ci reads slot (ci + 1) % 2,
@@ -310,11 +316,14 @@ def _bwd_kernel(
                 hrow = (pid_b * d_total + oi) * 2
                 h = tl.load(hcarry_ptr + (hrow + (ci + 1) % 2) * N + n, mask=mc, other=0.0)
                 hcum, hloc = tl.associative_scan(
-                    (tl.exp(dtn * A_n[:, None]), dy * C_n[None, :]), axis=1, combine_fn=_combine, reverse=True
+                    (tl.exp2(dtn * A2_n[:, None]), dy * C_n[None, :]),
+                    axis=1,
+                    combine_fn=_combine,
+                    reverse=True,
                 )
                 hs = hcum * h[:, None] + hloc  # (BD, BL)
-                hp = hcarry_ptr + (hrow + ci % 2) * N + n
-                tl.store(hp[:, None] + 0 * ol[None, :], hs, mask=mc[:, None] & first_col)
+                h1 = tl.sum(tl.where(first_col, hs, 0.0), axis=1)
+                tl.store(hcarry_ptr + (hrow + ci % 2) * N + n, h1, mask=mc)
                 hx = hs * (xs - bx)  # h_t * a_t * x_{t-1}
                 hb = hs * B_n[None, :]
                 gdt += hb * u + hx * A_n[:, None]

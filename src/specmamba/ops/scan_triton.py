@@ -66,7 +66,7 @@ from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["scan_triton", "ss2d_scan_triton"]
 
-_LOG2E = tl.constexpr(1.4426950408889634)  # exp(dt A) = exp2(dt A log2(e)): a multiply saved per value
+_LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x log2(e))
 _BLOCK_L = 128  # steps per tile; the backward must use the forward's tiles (states are saved per tile)
 _MAX_BLOCK_D = 16
 _NUM_WARPS = 8
@@ -91,6 +91,27 @@ def _src_pos(t, k, L, HH, WW, K: tl.constexpr):
     tt = tl.where(k >= 2, L - 1 - t, t)  # directions 2, 3 walk their sequence backwards
     col = (tt % HH) * WW + tt // HH  # column-major walk: step j*h + i visits (i, j)
     return tl.where(k % 2 == 1, col, tt)
+
+
+@triton.jit
+def _component(A_ptr, B_ptr, C_ptr, oi, mc, t, mt, n, N, L, row_bc):
+    """State component n of a tile: A[:, n] (BD,) and B/C[n] (BL,) at the tile's steps, in float32.
+
+    ``row_bc`` = batch * G + group: the B/C row of the program's channels.
+    """
+    A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)
+    bc = (row_bc * N + n) * L + t
+    B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+    C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+    return A_n, B_n, C_n
+
+
+@triton.jit
+def _tile_states(dt, dtu, A_n, B_n, x0):
+    """States (BD, BL) of one component over a tile, from the tile-start state x0 (BD,)."""
+    a = tl.exp2(dt * (A_n * _LOG2E)[:, None])  # exp(dt A), one multiply less per value
+    acum, xloc = tl.associative_scan((a, dtu * B_n[None, :]), axis=1, combine_fn=_combine)
+    return acum * x0[:, None] + xloc
 
 
 @triton.jit
@@ -155,18 +176,10 @@ def _fwd_kernel(
             dtu = dt * u
             y = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
             for n in range(0, N):
-                A_n = (
-                    tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32) * _LOG2E
-                )  # (BD,), log2 units
-                bc = ((pid_b * G + grp) * N + n) * L + t  # (BL,)
-                B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
-                C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                A_n, B_n, C_n = _component(A_ptr, B_ptr, C_ptr, oi, mc, t, mt, n, N, L, pid_b * G + grp)
                 sp = states_ptr + ((pid_b * d_total + oi) * NCHUNK + ci) * N + n  # (BD,) tile-start
                 x0 = tl.load(sp, mask=mc & (oc * 0 + ci > 0), other=0.0)  # state 0 is zero, never stored
-                a = tl.exp2(dt * A_n[:, None])  # (BD, BL)
-                bx = dtu * B_n[None, :]
-                acum, xloc = tl.associative_scan((a, bx), axis=1, combine_fn=_combine)
-                xs = acum * x0[:, None] + xloc  # states of the tile
+                xs = _tile_states(dt, dtu, A_n, B_n, x0)  # (BD, BL)
                 y += xs * C_n[None, :]
                 # the state after the tile (its last column): the next tile's start state, or the
                 # last state after the last tile
@@ -277,15 +290,9 @@ def _bwd_kernel(
                 # dz needs the output: one recomputation pass over the states first
                 y = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
                 for n in range(0, N):
-                    A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32) * _LOG2E
-                    bc = ((pid_b * G + grp) * N + n) * L + t
-                    B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
-                    C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                    A_n, B_n, C_n = _component(A_ptr, B_ptr, C_ptr, oi, mc, t, mt, n, N, L, pid_b * G + grp)
                     x0 = tl.load(states_ptr + srow * N + n, mask=mc & (oc * 0 + ci > 0), other=0.0)
-                    acum, xloc = tl.associative_scan(
-                        (tl.exp2(dt * A_n[:, None]), dtu * B_n[None, :]), axis=1, combine_fn=_combine
-                    )
-                    y += (acum * x0[:, None] + xloc) * C_n[None, :]
+                    y += _tile_states(dt, dtu, A_n, B_n, x0) * C_n[None, :]
                 if HAS_D:
                     y = y + u * Dv[:, None]
                 zz = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
@@ -297,18 +304,11 @@ def _bwd_kernel(
             gdu = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
             gdt = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
             for n in range(0, N):
-                A_n = tl.load(A_ptr + oi * N + n, mask=mc, other=0.0).to(tl.float32)
-                A2_n = A_n * _LOG2E  # log2 units
-                bc = ((pid_b * G + grp) * N + n) * L + t
-                B_n = tl.load(B_ptr + bc, mask=mt, other=0.0).to(tl.float32)
-                C_n = tl.load(C_ptr + bc, mask=mt, other=0.0).to(tl.float32)
+                A_n, B_n, C_n = _component(A_ptr, B_ptr, C_ptr, oi, mc, t, mt, n, N, L, pid_b * G + grp)
                 # recompute the tile's states from the saved tile-start state
                 x0 = tl.load(states_ptr + srow * N + n, mask=mc & (oc * 0 + ci > 0), other=0.0)
+                xs = _tile_states(dt, dtu, A_n, B_n, x0)
                 bx = dtu * B_n[None, :]
-                acum, xloc = tl.associative_scan(
-                    (tl.exp2(dt * A2_n[:, None]), bx), axis=1, combine_fn=_combine
-                )
-                xs = acum * x0[:, None] + xloc
                 # adjoint: h_t = a_{t+1} h_{t+1} + dy_t C_t, a reverse scan continued from the later tile
                 # the adjoint carry is double-buffered by tile parity: tile ci reads slot (ci + 1) % 2,
                 # written by the later tile (slot NCHUNK % 2 starts as the last state's gradient), and
@@ -316,7 +316,7 @@ def _bwd_kernel(
                 hrow = (pid_b * d_total + oi) * 2
                 h = tl.load(hcarry_ptr + (hrow + (ci + 1) % 2) * N + n, mask=mc, other=0.0)
                 hcum, hloc = tl.associative_scan(
-                    (tl.exp2(dtn * A2_n[:, None]), dy * C_n[None, :]),
+                    (tl.exp2(dtn * (A_n * _LOG2E)[:, None]), dy * C_n[None, :]),
                     axis=1,
                     combine_fn=_combine,
                     reverse=True,

@@ -152,3 +152,35 @@ def test_fused_ss2d_triton_equals_composition_on_gpu():
         outs[backend] = [y.detach()] + [v.grad for v in leaves.values()]
     for a, r in zip(outs["triton"], outs["ref"]):
         torch.testing.assert_close(a, r, rtol=3e-3, atol=2e-2 * max(1.0, r.abs().max().item()))
+
+
+@pytest.mark.gpu
+@needs_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_triton_is_bitwise_deterministic_on_gpu():
+    """Same inputs, same bits, forward and backward, over many tiles: no atomics by design, and a race
+    between the threads that store a tile's carry and those that load it would show up here."""
+    case = _cuda_case(3, 1000, 4)
+    runs = [_grads(case, "triton") for _ in range(3)]
+    for again in runs[1:]:
+        for a, b in zip(runs[0], again):
+            assert torch.equal(a, b)
+    gen = torch.Generator().manual_seed(4)
+    b, d, h, w, n = 2, 16, 40, 40, 16  # 1600 steps: 13 tiles per direction
+    ss = {
+        "x": torch.randn(b, d, h, w, generator=gen),
+        "delta": torch.randn(b, 4, d, h * w, generator=gen) - 1,
+        "A": -torch.rand(4 * d, n, generator=gen) - 0.05,
+        "B": torch.randn(b, 4, n, h * w, generator=gen),
+        "C": torch.randn(b, 4, n, h * w, generator=gen),
+    }
+    ss = {k: v.cuda() for k, v in ss.items()}
+    results = []
+    for _ in range(3):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in ss.items()}
+        y = ss2d_selective_scan(**leaves, delta_softplus=True, backend="triton")
+        y.sum().backward()
+        results.append([y.detach()] + [v.grad for v in leaves.values()])
+    for again in results[1:]:
+        for a, b_ in zip(results[0], again):
+            assert torch.equal(a, b_)

@@ -35,8 +35,8 @@ Kernels:
 * determinism: every program writes only its own outputs. dB/dC are reduced over the BD channels of a
   program in registers, written to a per-block partial (b, d / BD, n, l) (this is the one buffer that
   is n / BD times the size of u), and summed over the blocks of a group in index order by torch;
-  dA is accumulated over the tiles by its program (read-modify-write of its own entries), and
-  dA/dD/delta_bias partials per (batch, channel) are summed over the batch in order. No atomics.
+  dA is accumulated over the tiles by its own program (read-modify-write of its own entries); the
+  dA/dD/delta_bias partials per (batch, channel) are then summed over the batch in order. No atomics.
 * fused SS2D (k = 4): the program of a block of map channels loops over the four directions. Direction
   k at step t reads u from x at the row-major position computed by index arithmetic (row-major,
   column-major, both reversed), and adds its output into the merged (b, du, h*w) output at that same
@@ -46,7 +46,7 @@ Kernels:
 
 Block sizes (:func:`launch_config`): BL = 128, 8 warps, BD = the largest power of two <= 16 dividing
 the channels of a group; the state size does not change them. Compiled for sm_90 without a GPU they
-need 177 (forward) and 246 (backward) registers for SS2D and spill nothing; tests/ops compiles every
+need 178 (forward) and 246 (backward) registers for SS2D and spill nothing; tests/ops compiles every
 kernel this way and checks for spills. ``specmamba bench scan --device cuda`` measures their speed.
 
 Testing without a GPU: ``triton.jit`` picks Triton's CPU interpreter at decoration time when the

@@ -2,6 +2,8 @@
 
 ``bench_scan`` times the selective-scan backends at the VM-UNet stage shapes (``specmamba bench scan``);
 ``bench_model`` times whole models for inference and training (``specmamba bench model``);
+``bench_kernels`` reports the Triton scan kernels' registers, spills and instruction mix for a GPU
+architecture, compiled without a GPU (``specmamba bench kernels``; imported lazily, it needs triton);
 ``timing`` holds the helpers (wall time, peak memory, tables) that every benchmark shares.
 """
 

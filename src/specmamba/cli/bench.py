@@ -3,7 +3,9 @@
 ``specmamba bench scan [--device cpu|cuda] [--batch B] [--backends ref,cpu] [--stages 1,2] [--json OUT]``
 prints the selective-scan table of :func:`specmamba.bench.bench_scan`;
 ``specmamba bench model [--model vmunet] [--device cpu|cuda|all] [--json OUT]`` the whole-model table of
-:func:`specmamba.bench.bench_model`. Both optionally write their results as JSON.
+:func:`specmamba.bench.bench_model`; ``specmamba bench kernels [--sm 90] [--json OUT]`` the static report
+of the Triton scan kernels of :func:`specmamba.bench.bench_kernels` (no GPU needed). Each optionally
+writes its results as JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` command (with its ``scan`` subcommand) to the main CLI's subparsers."""
     bench = subparsers.add_parser("bench", help="benchmark the selective scan and whole models")
-    sub = bench.add_subparsers(dest="bench_command", metavar="{scan,model}", required=True)
+    sub = bench.add_subparsers(dest="bench_command", metavar="{scan,model,kernels}", required=True)
     scan = sub.add_parser(
         "scan",
         help="time every selective-scan backend at the VM-UNet stage shapes",
@@ -86,6 +88,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     model.set_defaults(func=run)
 
+    kernels = sub.add_parser(
+        "kernels",
+        help="compile the Triton scan kernels for a GPU (no GPU needed): registers, spills, instruction mix",
+        description="Compile the Triton selective-scan kernels ahead of time for an NVIDIA architecture and "
+        "report registers per thread, spill bytes and the instruction mix of their main loop per state "
+        "value and step. Instruction counts, not timings: `bench scan --device cuda` times them.",
+    )
+    kernels.add_argument("--sm", type=int, default=90, help="compute capability x10 (default 90 = H100)")
+    kernels.add_argument(
+        "--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="dtype of the input tensors"
+    )
+    kernels.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    kernels.set_defaults(func=run)
+
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark selected by ``args.bench_command``; returns the exit status."""
@@ -119,5 +135,10 @@ def run(args: argparse.Namespace) -> int:
             ref_budget_s=args.ref_budget,
             threads=args.threads,
         )
+        return 0
+    if args.bench_command == "kernels":
+        from ..bench.kernels import bench_kernels
+
+        bench_kernels(sm=args.sm, ptr_dtype=args.dtype, json_path=args.json)
         return 0
     raise SystemExit(f"specmamba bench: unknown benchmark {args.bench_command!r}")

@@ -110,6 +110,27 @@ def _cuda_case(seed: int, length: int, g: int) -> dict:
     return {k: v.cuda() for k, v in case.items()}
 
 
+def _cuda_ss2d_case(seed: int, b: int, d: int, h: int, w: int, n: int = 16) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    case = {
+        "x": torch.randn(b, d, h, w, generator=gen),
+        "delta": torch.randn(b, 4, d, h * w, generator=gen) - 1,
+        "A": -torch.rand(4 * d, n, generator=gen) - 0.05,
+        "B": torch.randn(b, 4, n, h * w, generator=gen),
+        "C": torch.randn(b, 4, n, h * w, generator=gen),
+        "D": torch.randn(4 * d, generator=gen),
+        "delta_bias": torch.randn(4 * d, generator=gen) * 0.1,
+    }
+    return {k: v.cuda() for k, v in case.items()}
+
+
+def _ss2d_grads(case: dict, backend: str) -> list[torch.Tensor]:
+    leaves = {k: v.clone().requires_grad_(True) for k, v in case.items()}
+    y = ss2d_selective_scan(**leaves, backend=backend)
+    y.sum().backward()
+    return [y.detach()] + [v.grad for v in leaves.values()]
+
+
 def _grads(case: dict, backend: str) -> list[torch.Tensor]:
     leaves = {k: v.clone().requires_grad_(True) for k, v in case.items()}
     out, last = selective_scan(**leaves, delta_softplus=True, return_last_state=True, backend=backend)
@@ -132,25 +153,8 @@ def test_triton_matches_ref_on_gpu(length, g):
 @needs_triton
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_ss2d_triton_equals_composition_on_gpu():
-    gen = torch.Generator().manual_seed(0)
-    b, d, h, w, n = 2, 32, 12, 10, 16
-    inp = {
-        "x": torch.randn(b, d, h, w, generator=gen),
-        "delta": torch.randn(b, 4, d, h * w, generator=gen) - 1,
-        "A": -torch.rand(4 * d, n, generator=gen) - 0.05,
-        "B": torch.randn(b, 4, n, h * w, generator=gen),
-        "C": torch.randn(b, 4, n, h * w, generator=gen),
-        "D": torch.randn(4 * d, generator=gen),
-        "delta_bias": torch.randn(4 * d, generator=gen) * 0.1,
-    }
-    inp = {k: v.cuda() for k, v in inp.items()}
-    outs = {}
-    for backend in ("ref", "triton"):
-        leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items()}
-        y = ss2d_selective_scan(**leaves, backend=backend)
-        y.sum().backward()
-        outs[backend] = [y.detach()] + [v.grad for v in leaves.values()]
-    for a, r in zip(outs["triton"], outs["ref"]):
+    case = _cuda_ss2d_case(0, b=2, d=32, h=12, w=10)
+    for a, r in zip(_ss2d_grads(case, "triton"), _ss2d_grads(case, "ref")):
         torch.testing.assert_close(a, r, rtol=3e-3, atol=2e-2 * max(1.0, r.abs().max().item()))
 
 
@@ -165,22 +169,8 @@ def test_triton_is_bitwise_deterministic_on_gpu():
     for again in runs[1:]:
         for a, b in zip(runs[0], again):
             assert torch.equal(a, b)
-    gen = torch.Generator().manual_seed(4)
-    b, d, h, w, n = 2, 16, 40, 40, 16  # 1600 steps: 13 tiles per direction
-    ss = {
-        "x": torch.randn(b, d, h, w, generator=gen),
-        "delta": torch.randn(b, 4, d, h * w, generator=gen) - 1,
-        "A": -torch.rand(4 * d, n, generator=gen) - 0.05,
-        "B": torch.randn(b, 4, n, h * w, generator=gen),
-        "C": torch.randn(b, 4, n, h * w, generator=gen),
-    }
-    ss = {k: v.cuda() for k, v in ss.items()}
-    results = []
-    for _ in range(3):
-        leaves = {k: v.clone().requires_grad_(True) for k, v in ss.items()}
-        y = ss2d_selective_scan(**leaves, delta_softplus=True, backend="triton")
-        y.sum().backward()
-        results.append([y.detach()] + [v.grad for v in leaves.values()])
+    case = _cuda_ss2d_case(4, b=2, d=16, h=40, w=40)  # 1600 steps: 13 tiles per direction
+    results = [_ss2d_grads(case, "triton") for _ in range(3)]
     for again in results[1:]:
-        for a, b_ in zip(results[0], again):
-            assert torch.equal(a, b_)
+        for a, b in zip(results[0], again):
+            assert torch.equal(a, b)

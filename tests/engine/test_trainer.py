@@ -103,7 +103,7 @@ def test_resume_may_extend_epochs_but_not_change_the_model(tiny_synth, tmp_path)
         resume_config(tmp_path / "run", model="unet_small")
     stored_kwargs = resume_config(tmp_path / "run").model_kwargs
     assert resume_config(tmp_path / "run", model_kwargs={}).model_kwargs == stored_kwargs  # merged
-    with pytest.raises(ConfigError, match="--model-kwargs cannot change"):
+    with pytest.raises(ConfigError, match="--model-kwarg cannot change"):
         resume_config(tmp_path / "run", model_kwargs={"base_width": 4})
     summary = train(resume_config(tmp_path / "run", epochs=2), resume=True)
     assert summary["epochs_completed"] == 2

@@ -89,8 +89,9 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
         if value is None or stored.get(key) == value:
             continue
         if key not in RESUMABLE_OVERRIDES:
+            flag = "--model-kwarg" if key == "model_kwargs" else f"--{key.replace('_', '-')}"
             raise ConfigError(
-                f"--resume continues the stored run, so --{key.replace('_', '-')} cannot change "
+                f"--resume continues the stored run, so {flag} cannot change "
                 f"({stored.get(key)!r} -> {value!r}); only {', '.join(RESUMABLE_OVERRIDES)} may. "
                 "Start a new run in another --out folder instead."
             )

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_path
+from .measures import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
@@ -164,6 +165,38 @@ def _mark_not_measurable(ax: Axes, x: float, fontsize: float = 7) -> None:
     )
 
 
+def _by_stage(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> tuple[dict[str, dict[int, Mapping[str, Any]]], list[int]]:
+    """Each series' rows keyed by stage number (the "mean" row and the like left out), and the stages."""
+    by_stage = {
+        name: {s: r for r in rows if (s := _stage_number(r.get("stage"))) is not None}
+        for name, rows in groups.items()
+    }
+    return by_stage, sorted({s for table in by_stage.values() for s in table})
+
+
+def _stage_slots_figure(n_series: int, n_stages: int) -> tuple[Figure, Axes]:
+    """A figure with one group of ``n_series`` slots per stage, and room for the legend on the right."""
+    fig = _new_figure((max(6.0, 2.4 + 0.45 * n_series * max(n_stages, 1)), 3.8))
+    return fig, fig.add_subplot()
+
+
+def _slot_x(stage: int, i: int, n_series: int) -> float:
+    """x of series ``i``'s slot in the group of ``stage`` (slots 0.8 / n_series wide, centred)."""
+    return stage + (i - (n_series - 1) / 2) * 0.8 / n_series
+
+
+def _finish_stage_axes(ax: Axes, stages: Sequence[int], handles: Sequence[Any] | None = None) -> None:
+    """Stage ticks and limits, a light y grid, and the legend outside on the right."""
+    ax.set_xticks(stages, [f"stage {s}" for s in stages])
+    ax.set_xlim(stages[0] - 0.5, stages[-1] + 0.5)  # "n/m" texts do not widen the autoscaled limits
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    legend = {"handles": handles} if handles is not None else {}
+    ax.legend(**legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
 # --------------------------------------------------------------------------------------------- figures
 def stagewise_avr_bars(stage_rows: Iterable[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
     """Grouped bars of the AVR per encoder stage, one bar per architecture, std over seeds as error bar.
@@ -172,24 +205,18 @@ def stagewise_avr_bars(stage_rows: Iterable[Mapping[str, Any]], out_dir: str | P
     "n/m" at the bar's position. Writes ``stagewise_avr_bars.png`` / ``.pdf``; returns both paths.
     """
     groups, _ = _group_rows(stage_rows)
-    by_stage = {
-        name: {s: r for r in rows if (s := _stage_number(r.get("stage"))) is not None}
-        for name, rows in groups.items()
-    }
-    stages = sorted({s for table in by_stage.values() for s in table})
+    by_stage, stages = _by_stage(groups)
     n = max(len(groups), 1)
-    fig = _new_figure((max(6.0, 2.4 + 0.45 * n * max(len(stages), 1)), 3.8))  # + room for the legend
-    ax = fig.add_subplot()
+    fig, ax = _stage_slots_figure(n, len(stages))
     if not stages:
         _no_data(ax, "no stage-wise AVR rows")
         return _save(fig, out_dir, "stagewise_avr_bars")
 
-    width = 0.8 / n
     top = 0.0
     for i, (name, color) in enumerate(zip(groups, _colors(n))):
         xs, heights, err_x, err_h, err_e = [], [], [], [], []
         for s in stages:
-            x = s + (i - (n - 1) / 2) * width
+            x = _slot_x(s, i, n)
             row = by_stage[name].get(s)
             avr = _finite(row.get("avr_mean")) if row is not None and row.get("measurable", True) else None
             if avr is None:
@@ -204,17 +231,13 @@ def stagewise_avr_bars(stage_rows: Iterable[Mapping[str, Any]], out_dir: str | P
                 err_h.append(avr)
                 err_e.append(std)
                 top = max(top, avr + std)
-        ax.bar(xs, heights, width * 0.95, color=color, label=_series_label(name, groups[name]))
+        ax.bar(xs, heights, 0.8 / n * 0.95, color=color, label=_series_label(name, groups[name]))
         if err_x:
             ax.errorbar(err_x, err_h, yerr=err_e, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
-    ax.set_xticks(stages, [f"stage {s}" for s in stages])
-    ax.set_xlim(stages[0] - 0.5, stages[-1] + 0.5)  # "n/m" texts do not widen the autoscaled limits
     ax.set_ylim(0, max(top * 1.15, 0.05))
     ax.set_ylabel("AVR (share of energy above 0.5 Nyquist)")
     ax.set_title("Alias violation ratio per encoder stage")
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    _finish_stage_axes(ax, stages)
     return _save(fig, out_dir, "stagewise_avr_bars")
 
 
@@ -225,11 +248,7 @@ def band_decomposition(band_rows: Iterable[Mapping[str, Any]], out_dir: str | Pa
     the low share, the mid|high boundary the std of the high share. Writes ``band_decomposition.*``.
     """
     groups, _ = _group_rows(band_rows)
-    by_stage = {
-        name: {s: r for r in rows if (s := _stage_number(r.get("stage"))) is not None}
-        for name, rows in groups.items()
-    }
-    stages = sorted({s for table in by_stage.values() for s in table})
+    by_stage, stages = _by_stage(groups)
     n_bars = len(groups) * (len(stages) + 1)
     fig = _new_figure((max(6.5, 3.0 + 0.4 * n_bars), 4.0))  # + room for the legend
     ax = fig.add_subplot()
@@ -475,36 +494,32 @@ def avr_bf1_scatter(points: Mapping[str, Iterable[Mapping[str, Any]]], out_dir: 
 
 
 def avr_channel_distribution(
-    channel_rows: Iterable[Mapping[str, Any]], out_dir: str | Path, threshold: float = 0.5
+    channel_rows: Iterable[Mapping[str, Any]], out_dir: str | Path, threshold: float = DEFAULT_THRESHOLD
 ) -> list[Path]:
     """Per stage, one box per checkpoint of its channels' AVR: box q25..q75, line at the median,
     whiskers at the lowest and highest channel; a dashed line at ``threshold`` (the AVR's frequency
     cut, here as an AVR level for reference). Stages without a measurable map get "n/m". Reads the
     checkpoint rows of ``avr_channel_distribution.csv``; writes ``avr_channel_distribution.*``.
     """
-    rows = [r for r in channel_rows if r.get("level", "checkpoint") == "checkpoint"]
-    groups: dict[str, dict[int, Mapping[str, Any]]] = {}
-    for r in rows:
-        stage = _stage_number(r.get("stage"))
-        if stage is not None:
-            groups.setdefault(str(r.get("checkpoint", r.get("architecture", "?"))), {})[stage] = r
-    stages = sorted({s for table in groups.values() for s in table})
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in channel_rows:
+        if r.get("level", "checkpoint") == "checkpoint":
+            groups.setdefault(str(r.get("checkpoint", r.get("architecture", "?"))), []).append(r)
+    by_stage, stages = _by_stage(groups)
     n = max(len(groups), 1)
-    fig = _new_figure((max(6.0, 2.4 + 0.45 * n * max(len(stages), 1)), 3.8))
-    ax = fig.add_subplot()
+    fig, ax = _stage_slots_figure(n, len(stages))
     if not stages:
         _no_data(ax, "no per-channel AVR rows")
         return _save(fig, out_dir, "avr_channel_distribution")
 
     from matplotlib.patches import Patch
 
-    width = 0.8 / n
     handles = []
     for i, (name, color) in enumerate(zip(groups, _colors(n))):
         stats, positions = [], []
         for s in stages:
-            x = s + (i - (n - 1) / 2) * width
-            row = groups[name].get(s)
+            x = _slot_x(s, i, n)
+            row = by_stage[name].get(s)
             values = [_finite(row.get(k)) for k in ("min", "q25", "median", "q75", "max")] if row else [None]
             if any(v is None for v in values):
                 _mark_not_measurable(ax, x)
@@ -516,7 +531,7 @@ def avr_channel_distribution(
             ax.bxp(
                 stats,
                 positions=positions,
-                widths=width * 0.8,
+                widths=0.8 / n * 0.8,
                 patch_artist=True,
                 boxprops={"facecolor": color, "alpha": 0.75, "linewidth": 0.6},
                 medianprops={"color": "black", "linewidth": 1.0},
@@ -525,14 +540,10 @@ def avr_channel_distribution(
             )
         handles.append(Patch(facecolor=color, alpha=0.75, label=name))
     ax.axhline(threshold, color="0.4", linestyle="--", linewidth=0.8)
-    ax.set_xticks(stages, [f"stage {s}" for s in stages])
-    ax.set_xlim(stages[0] - 0.5, stages[-1] + 0.5)
     ax.set_ylim(0, 1)
     ax.set_ylabel("AVR of one channel")
     ax.set_title("Per-channel AVR: spread over a stage's channels (whiskers: min and max)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    _finish_stage_axes(ax, stages, handles)
     return _save(fig, out_dir, "avr_channel_distribution")
 
 
@@ -544,7 +555,7 @@ def write_all_figures(
     points: Mapping[str, Iterable[Mapping[str, Any]]],
     spectra: Mapping[str, Sequence[np.ndarray | None]],
     channel_rows: Iterable[Mapping[str, Any]] | None = None,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, list[Path]]:
     """Write every audit figure into ``out_dir``; returns figure name -> [png, pdf].
 

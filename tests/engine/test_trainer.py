@@ -10,7 +10,7 @@ import specmamba.engine.trainer as trainer_module
 from specmamba.engine import resolve_config, resume_config, train
 from specmamba.engine.run_folder import RunFolder
 from specmamba.errors import ConfigError
-from specmamba.models.weights import read_checkpoint
+from specmamba.models import read_checkpoint
 
 
 def _config(data, out, **kw):
@@ -77,7 +77,7 @@ def test_resume_after_stop_mid_epoch_equals_uninterrupted_run(tiny_synth, tmp_pa
     monkeypatch.setattr(
         trainer_module,
         "_build_optimizer",
-        lambda model, cfg: _StopAfter(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        lambda model, criterion, cfg: _StopAfter(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
     )
     with pytest.raises(KeyboardInterrupt):
         train(_config(tiny_synth, tmp_path / "cut"))

@@ -9,18 +9,15 @@ import torch
 from torch import nn
 
 from specmamba.errors import CheckpointError
-from specmamba.models import create_model, list_models
-from specmamba.models.weights import (
+from specmamba.models import build_model_from_checkpoint, create_model, list_models
+from specmamba.models.checkpoint_file import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_FORMAT_VERSION,
-    adapt_input_conv,
-    build_model_from_checkpoint,
-    diff_state_dict,
     extract_state_dict,
-    load_weights,
     read_checkpoint,
     strip_prefixes,
 )
+from specmamba.models.weights import adapt_input_conv, diff_state_dict, load_weights
 
 TEST_MODELS = list_models("test_*")
 

@@ -14,8 +14,8 @@ from specmamba.cli.main import main
 from specmamba.engine import evaluate, predict, resolve_config, train
 from specmamba.engine.config import TrainConfig
 from specmamba.errors import InputSizeError
+from specmamba.models import build_model_from_checkpoint
 from specmamba.models.swin_unet import SwinUNet, swin_input_multiple
-from specmamba.models.weights import build_model_from_checkpoint
 
 
 def test_swin_unet_audit_preset():

@@ -137,7 +137,7 @@ def test_resnet50_encoder_weights_from_torchvision_layout(tmp_path):
     for key in ("conv1.weight", "bn1.running_var", "layer1.0.downsample.0.weight", "layer4.2.conv3.weight"):
         assert torch.equal(enc[key], ref[key]), key
     assert "fc.weight" not in enc
-    assert model.specmamba_kwargs == {"encoder_weights": str(path)}
+    assert model.specmamba_kwargs == {}  # architecture kwargs only: the weights file is not recorded
 
 
 def test_small_encoder_weights_with_counters_and_wrappers(tmp_path):

@@ -299,7 +299,7 @@ def test_later_vmamba_versions_are_recognised():
 
 
 def test_load_checkpoint_reports_specmamba_checkpoints_and_non_strict_loads(tmp_path):
-    from specmamba.models.weights import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
+    from specmamba.models.checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
 
     torch.manual_seed(0)
     source = create_model("test_vmunet")

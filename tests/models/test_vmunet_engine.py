@@ -11,8 +11,8 @@ from PIL import Image
 from specmamba.engine import evaluate, predict, resolve_config, train
 from specmamba.engine.config import TrainConfig
 from specmamba.engine.release import load_release
+from specmamba.models import build_model_from_checkpoint
 from specmamba.models.vmunet import VMUNet
-from specmamba.models.weights import build_model_from_checkpoint
 
 
 def test_vmunet_isic_preset_is_the_paper_recipe():

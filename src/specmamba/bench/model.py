@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..layers.scan_backend import scan_modules
 from ..losses import build_loss
 from ..models import create_model
 from ..models.interface import valid_input_size
@@ -336,7 +337,7 @@ def bench_model(
     """Benchmark a VM-UNet variant; print the table, return ``{"meta": ..., "rows": [...]}``.
 
     Args:
-        model: registry name for the CPU section (any model with ``set_scan_backend``).
+        model: registry name for the CPU section (any model with selective-scan layers).
         device: ``cpu``, ``cuda`` or ``all`` (CPU, then CUDA where available).
         batch: inference batch on CPU (default 1); training and throughput batch on CUDA (default 32).
         img_size: square input side (a size the model accepts).
@@ -374,7 +375,7 @@ def bench_model(
         raise ConfigError(f"bench model: backends must be among {', '.join(BACKENDS)}; got {bad}.")
     cuda_model = cuda_model or model
     probe = create_model(model)
-    if not hasattr(probe, "set_scan_backend"):
+    if not scan_modules(probe):
         raise ConfigError(
             f"bench model: {model!r} has no selective scan to benchmark; use a VM-UNet variant."
         )

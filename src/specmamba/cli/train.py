@@ -10,6 +10,7 @@ import yaml
 
 from ..engine.config import resolve_config
 from ..engine.trainer import resume_config, train
+from ..losses import LOSS_NAMES
 
 # Flags that map one-to-one onto TrainConfig fields; all default to None so that only flags actually
 # given override the preset and the defaults.
@@ -24,7 +25,7 @@ CONFIG_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--weight-decay", float, "weight decay"),
     ("--optimizer", str, "adamw or adam"),
     ("--warmup-epochs", float, "linear warmup length in epochs"),
-    ("--loss", str, "bce, dice, bce_dice or focal"),
+    ("--loss", str, f"training loss: {', '.join(LOSS_NAMES)}"),
     ("--in-chans", int, "input channels (3 = RGB, 1 = grayscale)"),
     ("--num-classes", int, "1 = binary (one logit channel), K >= 2 = K classes incl. background"),
     ("--val-fraction", float, "share of cases held out for validation (seeded split)"),
@@ -57,11 +58,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model-kwarg",
         dest="model_kwargs",
         metavar="KEY=VALUE",
-        type=model_kwarg,
+        type=option_pair,
         action="append",
         default=None,
         help="model option, repeatable; VALUE is read as YAML (e.g. drop_path_rate=0.1, "
         "depths=[2,2,9,2], scan_backend=triton); merged into the preset's model_kwargs",
+    )
+    parser.add_argument(
+        "--loss-kwarg",
+        dest="loss_kwargs",
+        metavar="KEY=VALUE",
+        type=option_pair,
+        action="append",
+        default=None,
+        help="loss option, repeatable; VALUE is read as YAML (e.g. dice_weight=0.5, aux_weight=0.2); "
+        "merged into the preset's loss_kwargs",
     )
     amp = parser.add_mutually_exclusive_group()
     amp.add_argument(
@@ -89,12 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def model_kwarg(text: str) -> tuple[str, object]:
-    """argparse type of ``--model-kwarg``: ``KEY=VALUE`` -> (KEY, VALUE read as YAML)."""
+def option_pair(text: str) -> tuple[str, object]:
+    """argparse type of ``--model-kwarg`` / ``--loss-kwarg``: ``KEY=VALUE`` -> (KEY, VALUE read as YAML)."""
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(
-            f"expected KEY=VALUE with KEY a model option name (e.g. drop_path_rate=0.1); got {text!r}"
+            f"expected KEY=VALUE with KEY an option name (e.g. drop_path_rate=0.1); got {text!r}"
         )
     try:
         return key, yaml.safe_load(value)
@@ -106,7 +117,8 @@ def config_overrides(args: argparse.Namespace) -> dict:
     names = [flag[2:].replace("-", "_") for flag, _, _ in CONFIG_FLAGS]
     names += ["deterministic", "amp", "allow_unpaired", "progress"]
     overrides = {name: getattr(args, name) for name in names}
-    overrides["model_kwargs"] = dict(args.model_kwargs) if args.model_kwargs else None
+    for key in ("model_kwargs", "loss_kwargs"):
+        overrides[key] = dict(getattr(args, key)) if getattr(args, key) else None
     return overrides
 
 

@@ -18,6 +18,9 @@ import yaml
 from ..errors import ConfigError
 
 OPTIMIZERS = ("adamw", "adam")
+#: Dict options merged key by key (a flag or a preset replaces one key, not the whole dict), with the
+#: command-line flag that sets one key.
+MERGED_OPTIONS = {"model_kwargs": "--model-kwarg", "loss_kwargs": "--loss-kwarg"}
 NORMALIZATIONS = ("dataset", "imagenet")
 
 
@@ -40,6 +43,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     warmup_epochs: float = 1.0
     loss: str = "bce_dice"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = 1.0
     amp: bool = True  # bf16 autocast, CUDA only
     val_fraction: float = 0.2
@@ -74,6 +78,8 @@ class TrainConfig:
             ),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or null"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (isinstance(self.model_kwargs, dict), "model_kwargs must be a mapping of option: value"),
+            (isinstance(self.loss_kwargs, dict), "loss_kwargs must be a mapping of option: value"),
         ]
         for ok, message in checks:
             if not ok:
@@ -131,7 +137,7 @@ def load_preset(path_or_name: str) -> dict[str, Any]:
 def resolve_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the preset, then the overrides that are not None; validated.
 
-    ``model_kwargs`` overrides are merged into the preset's (a flag replaces one key, not the dict).
+    Dict options (:data:`MERGED_OPTIONS`) are merged into the preset's key by key.
     """
     values: dict[str, Any] = {}
     if preset:
@@ -139,13 +145,19 @@ def resolve_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
     unknown = sorted(set(overrides) - config_fields())
     if unknown:
         raise ConfigError(f"Unknown training option(s): {', '.join(unknown)}.")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if "model_kwargs" in given:  # merged into the preset's, key by key
-        given["model_kwargs"] = {**(values.get("model_kwargs") or {}), **given["model_kwargs"]}
-    values.update(given)
+    values.update(merge_overrides(values, overrides))
     config = TrainConfig(**values)
     config.validate()
     return config
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that are not None, the dict options among them merged into ``base``'s."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key in MERGED_OPTIONS:
+        if key in given:
+            given[key] = {**(base.get(key) or {}), **given[key]}
+    return given
 
 
 def config_to_yaml(config: TrainConfig | dict[str, Any]) -> str:

@@ -84,3 +84,15 @@ def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def average_gradients(params: list[torch.nn.Parameter], ctx: DistContext) -> None:
+    """Average the gradients of ``params`` over ranks, in place (for parameters outside the DDP-wrapped
+    model, such as learnable loss weights)."""
+    if not ctx.enabled:
+        return
+    for p in params:
+        if p.grad is None:  # every rank must join every all_reduce, used parameter or not
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad /= ctx.world_size

@@ -15,7 +15,8 @@ from torch import nn
 
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import CheckpointError
-from ..models.registry import create_model
+from ..models.interface import architecture_kwargs
+from ..models.rebuild import rebuild_model
 
 
 def export_release(ckpt: dict[str, Any], folder: str | Path) -> Path:
@@ -23,7 +24,7 @@ def export_release(ckpt: dict[str, Any], folder: str | Path) -> Path:
     folder = Path(folder)
     config = {
         "model_name": ckpt["model_name"],
-        "model_kwargs": ckpt["model_kwargs"],
+        "model_kwargs": architecture_kwargs(ckpt["model_kwargs"]),
         "normalization": ckpt.get("normalization"),
         "img_size": ckpt.get("config", {}).get("img_size"),
         "epoch": ckpt.get("epoch"),
@@ -46,6 +47,6 @@ def load_release(folder: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                 f"{path} is missing: a release folder holds config.json and model.safetensors."
             )
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    model = create_model(config["model_name"], **config["model_kwargs"])
+    model = rebuild_model(config["model_name"], config.get("model_kwargs"), f"Release {folder}")
     model.load_state_dict(load_file(str(weights_path)))
     return model.eval(), config

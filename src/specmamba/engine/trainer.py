@@ -6,6 +6,25 @@ validation Dice/IoU on the validation split. After every epoch ``checkpoint_last
 ``checkpoint_best.pt`` when validation Dice improved. Because all randomness is a function of
 (seed, epoch, index) plus RNG states stored in the checkpoint, ``resume`` continues a stopped run exactly
 where its last completed epoch ended: the resumed run reaches the same weights as an uninterrupted one.
+
+The contract between data, model and criterion (DESIGN.md, "Training contract"):
+
+* **batch**: a dict from :class:`~specmamba.data.SegmentationDataset`: ``image`` (B, C, H, W) float,
+  normalised; ``mask`` (B, H, W) int64 labels (0/1, or 0..K-1); ``name`` the case names.
+* **model output**: in train mode logits (B, K, H, W) or a :class:`~specmamba.output.SegOutput`
+  (``logits``, ``aux`` auxiliary logits at any resolution, ``terms`` extra scalar loss terms); in
+  eval mode (validation, and everything after training) logits only.
+* **criterion**: one :class:`~specmamba.losses.SegCriterion` built from ``loss`` and ``loss_kwargs``
+  (``specmamba.losses.criterion`` gives the rule), called as ``criterion(output, mask)`` with the
+  output in float32, returning (total, terms). The total is back-propagated; every term's mean over
+  the epoch is a ``train_loss_<name>`` column of ``metrics.csv`` when there is more than one.
+  Validation scores each case with the same criterion (``val_loss``).
+* **criterion state**: a criterion's parameters (learnable loss weights) are trained with the model,
+  in a second optimizer group without weight decay, clipped with the model's and averaged over DDP
+  ranks; its state dict goes into every checkpoint (``criterion_state``) and is restored on resume.
+
+``Trainer.run`` is the sequence of named steps below: data, seeding, model and criterion, run folder,
+loaders, optimizer and schedule, resume, then per epoch train, validate, save, report.
 """
 
 from __future__ import annotations
@@ -14,6 +33,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +52,17 @@ from ..data import (
     validate_pairs,
 )
 from ..errors import ConfigError, InputSizeError, TrainingDivergedError
-from ..losses import build_loss
+from ..losses import SegCriterion, build_criterion
 from ..metrics import dice, iou
+from ..models.checkpoint_file import read_checkpoint
 from ..models.interface import valid_input_size
 from ..models.registry import create_model
-from ..models.weights import read_checkpoint
-from .checkpoint import make_checkpoint, restore_rng_state, save_checkpoint
-from .config import TrainConfig, config_to_yaml
+from ..output import SegOutput
+from .checkpoint import check_optimizer_state, make_checkpoint, restore_rng_state, save_checkpoint
+from .config import MERGED_OPTIONS, TrainConfig, config_to_yaml, merge_overrides
 from .distributed import (
     DistContext,
+    average_gradients,
     barrier,
     broadcast_object,
     gather_objects,
@@ -80,16 +102,11 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     if not run.last.is_file():
         raise ConfigError(f"--resume: {run.last} does not exist, so there is no run to resume in {run.root}.")
     stored = dict(read_checkpoint(run.last)["config"])
-    if overrides.get("model_kwargs") is not None:  # merged key by key, as in resolve_config
-        overrides = {
-            **overrides,
-            "model_kwargs": {**stored.get("model_kwargs", {}), **overrides["model_kwargs"]},
-        }
-    for key, value in overrides.items():
-        if value is None or stored.get(key) == value:
+    for key, value in merge_overrides(stored, overrides).items():  # dict options merged, as in resolve_config
+        if stored.get(key) == value:
             continue
         if key not in RESUMABLE_OVERRIDES:
-            flag = "--model-kwarg" if key == "model_kwargs" else f"--{key.replace('_', '-')}"
+            flag = MERGED_OPTIONS.get(key, f"--{key.replace('_', '-')}")
             raise ConfigError(
                 f"--resume continues the stored run, so {flag} cannot change "
                 f"({stored.get(key)!r} -> {value!r}); only {', '.join(RESUMABLE_OVERRIDES)} may. "
@@ -197,25 +214,52 @@ class Trainer:
         )
         return train_loader, val_loader
 
-    # -- loop -----------------------------------------------------------------------------------------
+    # -- the run, step by step --------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        cfg = self.config
         self._prepare_data()
-        torch.manual_seed(cfg.seed)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        model = self._build_model()
+        self._seed()
+        model, criterion = self._build_model(), self._build_criterion()
         n_params = sum(p.numel() for p in model.parameters())
         if self.ctx.is_main:
             self.run_folder.prepare(resume=self.resume, overwrite=self.overwrite)
         barrier(self.ctx)
-
         model.to(self.device)
+        criterion.to(self.device)
         train_loader, val_loader = self._loaders()
-        steps_per_epoch = len(train_loader)
-        optimizer = _build_optimizer(model, cfg)
+        optimizer, scheduler = self._build_optimization(model, criterion, len(train_loader))
+        state = self._restore(model, criterion, optimizer, scheduler) if self.resume else _RunState()
+        if self.ctx.is_main:
+            atomic_write_text(self.run_folder.config, config_to_yaml(self.config))
+        net = self._wrap_distributed(model)
+        timer = _Timer()
+        for epoch in range(state.start_epoch, self.config.epochs):
+            row = self._epoch(net, criterion, train_loader, val_loader, optimizer, scheduler, epoch, timer)
+            improved = state.record(row)
+            if self.ctx.is_main:
+                self._save_epoch(model, criterion, optimizer, scheduler, state, improved)
+                self.run_folder.write_summary(
+                    self._summary(state, n_params, timer, finished=epoch + 1 == self.config.epochs)
+                )
+                self._report_epoch(row, improved)
+            barrier(self.ctx)
+        return self._finish(state, n_params, timer)
+
+    def _seed(self) -> None:
+        torch.manual_seed(self.config.seed)
+        if self.config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+
+    def _build_criterion(self) -> SegCriterion:
+        cfg = self.config
+        return build_criterion(cfg.loss, cfg.num_classes, **cfg.loss_kwargs)
+
+    def _build_optimization(
+        self, model: nn.Module, criterion: nn.Module, steps_per_epoch: int
+    ) -> tuple[torch.optim.Optimizer, Any]:
+        cfg = self.config
+        optimizer = _build_optimizer(model, criterion, cfg)
         scheduler = warmup_cosine(
             optimizer,
             total_steps=cfg.epochs * steps_per_epoch,
@@ -223,99 +267,99 @@ class Trainer:
             base_lr=cfg.lr,
             min_lr=cfg.min_lr,
         )
-        criterion = build_loss(cfg.loss, cfg.num_classes)
+        return optimizer, scheduler
 
-        start_epoch, best_score, best_epoch, history = 0, -math.inf, 0, []
-        if self.resume:
-            ckpt = read_checkpoint(self.run_folder.last)
-            model.load_state_dict(ckpt["state_dict"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            start_epoch, best_score, best_epoch = ckpt["epoch"], ckpt["best_score"], ckpt["best_epoch"]
-            history = list(ckpt.get("history", []))
-            self.normalization = ckpt["normalization"]
-            restore_rng_state(ckpt["rng"])
-            if self.ctx.is_main:
-                log.info("resuming %s after epoch %d", self.run_folder.root, start_epoch)
+    def _restore(self, model, criterion, optimizer, scheduler) -> _RunState:
+        """Load the last checkpoint's weights, criterion, optimizer, scheduler and RNG states."""
+        ckpt = read_checkpoint(self.run_folder.last)
+        model.load_state_dict(ckpt["state_dict"])
+        criterion.load_state_dict(ckpt.get("criterion_state", {}))
+        check_optimizer_state(ckpt["optimizer"], optimizer, str(self.run_folder.last))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        self.normalization = ckpt["normalization"]
+        restore_rng_state(ckpt["rng"])
         if self.ctx.is_main:
-            atomic_write_text(self.run_folder.config, config_to_yaml(cfg))
+            log.info("resuming %s after epoch %d", self.run_folder.root, ckpt["epoch"])
+        return _RunState(ckpt["epoch"], ckpt["best_score"], ckpt["best_epoch"], list(ckpt.get("history", [])))
 
-        if self.ctx.enabled:
-            ddp_args = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
-            model = nn.parallel.DistributedDataParallel(model, **ddp_args)
+    def _wrap_distributed(self, model: nn.Module) -> nn.Module:
+        if not self.ctx.enabled:
+            return model
+        ddp_args = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+        return nn.parallel.DistributedDataParallel(model, **ddp_args)
 
-        train_start = time.perf_counter()
-        images_seen = 0
-        for epoch in range(start_epoch, cfg.epochs):
-            epoch_start = time.perf_counter()
-            self.train_sampler.set_epoch(epoch)
-            train_loader.dataset.set_epoch(epoch)
-            train_loss, n_images = self._train_epoch(
-                model, train_loader, optimizer, scheduler, criterion, epoch
-            )
-            images_seen += n_images
-            val = self._validate(model, val_loader, criterion)
-            row = {
-                "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": train_loss,
+    def _epoch(self, net, criterion, train_loader, val_loader, optimizer, scheduler, epoch, timer) -> dict:
+        """Train one epoch, validate; returns the epoch's metrics.csv row."""
+        epoch_start = time.perf_counter()
+        self.train_sampler.set_epoch(epoch)
+        train_loader.dataset.set_epoch(epoch)
+        train_terms, n_images = self._train_epoch(net, train_loader, optimizer, scheduler, criterion, epoch)
+        timer.images += n_images
+        val = self._validate(net, val_loader, criterion)
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": train_terms.pop("loss"),
+        }
+        if len(train_terms) > 1:  # one term is the loss itself; several each get a column
+            row.update({f"train_loss_{name}": value for name, value in train_terms.items()})
+        row.update(
+            {
                 "val_loss": val["loss"],
                 "val_dice": val["dice"],
                 "val_iou": val["iou"],
                 "val_cases": val["n_cases"],
                 "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
             }
-            history.append(row)
-            improved = val["dice"] > best_score
-            if improved:
-                best_score, best_epoch = val["dice"], epoch + 1
-            if self.ctx.is_main:
-                ckpt = make_checkpoint(
-                    model,
-                    cfg.to_dict(),
-                    self.normalization,
-                    epoch + 1,
-                    best_score,
-                    best_epoch,
-                    optimizer,
-                    scheduler,
-                )
-                ckpt["history"] = history
-                save_checkpoint(ckpt, self.run_folder.last)
-                if improved:
-                    save_checkpoint(_weights_only(ckpt), self.run_folder.best)
-                self.run_folder.write_metrics(history)
-                self.run_folder.write_summary(
-                    self._summary(
-                        history,
-                        best_epoch,
-                        n_params,
-                        time.perf_counter() - train_start,
-                        images_seen,
-                        finished=epoch + 1 == cfg.epochs,
-                    )
-                )
-                if self.show_progress:
-                    tqdm.write(
-                        f"epoch {epoch + 1}/{cfg.epochs}  train_loss {train_loss:.4f}  val_loss "
-                        f"{val['loss']:.4f}  val_dice {val['dice']:.4f}  val_iou {val['iou']:.4f}"
-                        + ("  (best)" if improved else "")
-                    )
-            barrier(self.ctx)
-
-        summary = self._summary(
-            history, best_epoch, n_params, time.perf_counter() - train_start, images_seen, finished=True
         )
+        return row
+
+    def _save_epoch(self, model, criterion, optimizer, scheduler, state: _RunState, improved: bool) -> None:
+        ckpt = make_checkpoint(
+            model,
+            self.config.to_dict(),
+            self.normalization,
+            state.epochs_done,
+            state.best_score,
+            state.best_epoch,
+            optimizer,
+            scheduler,
+            criterion=criterion,
+        )
+        ckpt["history"] = state.history
+        save_checkpoint(ckpt, self.run_folder.last)
+        if improved:
+            save_checkpoint(_weights_only(ckpt), self.run_folder.best)
+        self.run_folder.write_metrics(state.history)
+
+    def _report_epoch(self, row: dict[str, Any], improved: bool) -> None:
+        if self.show_progress:
+            tqdm.write(
+                f"epoch {row['epoch']}/{self.config.epochs}  train_loss {row['train_loss']:.4f}  val_loss "
+                f"{row['val_loss']:.4f}  val_dice {row['val_dice']:.4f}  val_iou {row['val_iou']:.4f}"
+                + ("  (best)" if improved else "")
+            )
+
+    def _finish(self, state: _RunState, n_params: int, timer: _Timer) -> dict[str, Any]:
+        summary = self._summary(state, n_params, timer, finished=True)
         if self.ctx.is_main:
-            if cfg.export and self.run_folder.best.is_file():
+            if self.config.export and self.run_folder.best.is_file():
                 export_release(read_checkpoint(self.run_folder.best), self.run_folder.release)
             self.run_folder.write_summary(summary)
         return broadcast_object(summary, self.ctx)
 
-    def _train_epoch(self, model, loader, optimizer, scheduler, criterion, epoch: int) -> tuple[float, int]:
+    def _train_epoch(self, model, loader, optimizer, scheduler, criterion, epoch: int):
+        """One pass over the training split; returns (mean of every loss term, images trained on).
+
+        The means are over every image that every rank trained on; key ``loss`` is the total.
+        """
         cfg = self.config
         model.train()
-        total, count = 0.0, 0
+        criterion.train()
+        sums: dict[str, float] = {}
+        count = 0
+        extra_params = [p for p in criterion.parameters() if p.requires_grad]
         bar = tqdm(
             loader,
             desc=f"train {epoch + 1}/{cfg.epochs}",
@@ -327,8 +371,8 @@ class Trainer:
             images = batch["image"].to(self.device, non_blocking=True)
             masks = batch["mask"].to(self.device, non_blocking=True)
             with autocast(self.device, cfg.amp):
-                logits = model(images)
-            loss = criterion(logits.float(), masks)
+                output = model(images)
+            loss, terms = criterion(_float_output(output), masks)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"The training loss became {loss.item()} at epoch {epoch + 1}: lower --lr, or keep "
@@ -336,22 +380,26 @@ class Trainer:
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(extra_params, self.ctx)
             if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                nn.utils.clip_grad_norm_([*model.parameters(), *extra_params], cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            total += loss.item() * images.shape[0]
-            count += images.shape[0]
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        # Mean over every image that every rank trained on.
-        totals = gather_objects((total, count), self.ctx)
-        all_total, all_count = sum(t for t, _ in totals), sum(c for _, c in totals)
-        return all_total / max(all_count, 1), all_count
+            n = images.shape[0]
+            for name, value in {"loss": loss, **terms}.items():
+                sums[name] = sums.get(name, 0.0) + value.item() * n
+            count += n
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+        parts = gather_objects((sums, count), self.ctx)
+        all_count = sum(c for _, c in parts)
+        means = {name: sum(p[name] for p, _ in parts) / max(all_count, 1) for name in sums}
+        return means, all_count
 
     @torch.no_grad()
     def _validate(self, model, loader, criterion) -> dict[str, float]:
-        """Per-case Dice/IoU at training resolution, gathered over ranks, each case counted once."""
+        """Per-case Dice/IoU and loss at training resolution, gathered over ranks, each case counted once."""
         model.eval()
+        criterion.eval()
         cases: dict[str, tuple[float, float, float]] = {}
         for batch in tqdm(loader, desc="validate", disable=not self.show_progress, leave=False):
             images = batch["image"].to(self.device)
@@ -362,7 +410,7 @@ class Trainer:
             labels = logits_to_labels(logits)
             case_dice, case_iou = _foreground_scores(labels, masks, logits.shape[1])
             for i, name in enumerate(batch["name"]):
-                case_loss = criterion(logits[i : i + 1], masks[i : i + 1]).item()
+                case_loss = criterion(logits[i : i + 1], masks[i : i + 1]).total.item()
                 cases[name] = (float(case_dice[i]), float(case_iou[i]), case_loss)
         merged: dict[str, tuple[float, float, float]] = {}
         for part in gather_objects(cases, self.ctx):
@@ -375,10 +423,12 @@ class Trainer:
             "n_cases": len(merged),
         }
 
-    def _summary(self, history, best_epoch, n_params, seconds, images_seen, finished) -> dict[str, Any]:
+    def _summary(self, state: _RunState, n_params: int, timer: _Timer, finished: bool) -> dict[str, Any]:
         cfg = self.config
-        best = next((r for r in history if r["epoch"] == best_epoch), {})
+        history = state.history
+        best = next((r for r in history if r["epoch"] == state.best_epoch), {})
         last = history[-1] if history else {}
+        seconds = timer.seconds()
         return {
             "model": cfg.model,
             "parameters": n_params,
@@ -389,17 +439,57 @@ class Trainer:
             "epochs_completed": last.get("epoch", 0),
             "epochs": cfg.epochs,
             "finished": finished,
-            "best_epoch": best_epoch,
+            "best_epoch": state.best_epoch,
             "best_val_dice": best.get("val_dice"),
             "best_val_iou": best.get("val_iou"),
             "last_val_dice": last.get("val_dice"),
             "train_seconds_this_session": round(seconds, 2),
-            "train_images_per_s": round(images_seen / seconds, 2) if seconds > 0 else None,
+            "train_images_per_s": round(timer.images / seconds, 2) if seconds > 0 else None,
             "device": str(self.device),
             "world_size": self.ctx.world_size,
             "checkpoint_best": str(self.run_folder.best),
             "checkpoint_last": str(self.run_folder.last),
         }
+
+
+@dataclass
+class _RunState:
+    """Where the run stands: epochs done, the best validation Dice so far, the metrics rows."""
+
+    start_epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def epochs_done(self) -> int:
+        return self.history[-1]["epoch"] if self.history else self.start_epoch
+
+    def record(self, row: dict[str, Any]) -> bool:
+        """Append an epoch's row; True when its validation Dice is the best so far."""
+        self.history.append(row)
+        improved = row["val_dice"] > self.best_score
+        if improved:
+            self.best_score, self.best_epoch = row["val_dice"], row["epoch"]
+        return improved
+
+
+@dataclass
+class _Timer:
+    """Training time and images of this session (a resumed run counts from its restart)."""
+
+    start: float = field(default_factory=time.perf_counter)
+    images: int = 0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _float_output(output: Any) -> Any:
+    """Logits (and auxiliary logits) in float32 for the loss, whatever autocast produced."""
+    if isinstance(output, SegOutput):
+        return SegOutput(output.logits.float(), [a.float() for a in output.aux], dict(output.terms))
+    return output.float()
 
 
 def _foreground_scores(labels: torch.Tensor, masks: torch.Tensor, num_classes: int):
@@ -413,10 +503,15 @@ def _foreground_scores(labels: torch.Tensor, masks: torch.Tensor, num_classes: i
     )
 
 
-def _build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+def _build_optimizer(model: nn.Module, criterion: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam(W) over the model's parameters and, in a second group without weight decay, the criterion's
+    (only when it has any, so that runs of parameter-free losses keep a one-group optimizer)."""
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    loss_params = [p for p in criterion.parameters() if p.requires_grad]
+    if loss_params:
+        groups.append({"params": loss_params, "weight_decay": 0.0})
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _weights_only(ckpt: dict[str, Any]) -> dict[str, Any]:

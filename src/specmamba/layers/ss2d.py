@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..ops import BACKENDS, ss2d_selective_scan
+from ..ops import ss2d_selective_scan
+from .scan_backend import check_scan_backend
 
-__all__ = ["SS2D", "check_scan_backend", "init_linear_", "to_scan_order"]
+__all__ = ["SS2D", "init_linear_", "to_scan_order"]
 
 K_DIRECTIONS = 4
 
@@ -58,19 +58,6 @@ def init_linear_(layer: nn.Linear, std: float = 0.02) -> None:
     layer.weight.normal_(0.0, std).clamp_(-2.0, 2.0)
     if layer.bias is not None:
         layer.bias.zero_()
-
-
-def check_scan_backend(scan_backend: str) -> str:
-    """Return ``scan_backend`` if it names a selective-scan backend, else raise ConfigError.
-
-    Whether the backend can run is decided at call time (it depends on the tensors' device).
-    """
-    if scan_backend not in BACKENDS:
-        raise ConfigError(
-            f"scan_backend must be one of {', '.join(BACKENDS)} ('auto' picks the fused numba kernel on CPU "
-            f"and Triton on CUDA); got {scan_backend!r}."
-        )
-    return scan_backend
 
 
 def _at_least_fp32(t: Tensor) -> Tensor:
@@ -107,6 +94,9 @@ class SS2D(nn.Module):
         dropout: dropout on the output (0).
         scan_backend: selective-scan backend (see :func:`specmamba.ops.selective_scan`).
     """
+
+    #: A scan module: ``layers.scan_backend.set_scan_backend`` switches its backend.
+    uses_selective_scan = True
 
     def __init__(
         self,

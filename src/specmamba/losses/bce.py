@@ -1,27 +1,21 @@
-"""Cross-entropy losses and the VM-UNet recipe BCE + Dice.
+"""Cross-entropy on logits: binary cross-entropy for K == 1, softmax cross-entropy for K >= 2.
 
-``BCELoss`` is binary cross-entropy with logits for K == 1 and softmax cross-entropy for K >= 2
-(both mean over pixels). ``BCEDiceLoss`` = bce_weight * BCELoss + dice_weight * DiceLoss, the
-``BceDiceLoss`` of VM-UNet (Ruan & Xiang, "VM-UNet: Vision Mamba UNet for Medical Image
-Segmentation", 2024; weights 1 and 1, Dice per image with smooth 1) for binary lesion
-segmentation, and its CE + Dice counterpart for K >= 2.
+Both are means over pixels. Registered as ``bce`` and, for the multi-class reading, ``ce``.
 
 Shape letters: B batch, K logit channels, H height, W width.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
 from ._inputs import check_logits_target, compute_dtype
-from .dice import DiceLoss
+from .registry import register_loss
 
 
+@register_loss("bce", "ce")
 class BCELoss(nn.Module):
     """BCE with logits (K == 1) or cross-entropy (K >= 2), mean over pixels.
 
@@ -44,42 +38,3 @@ class BCELoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}"
-
-
-class BCEDiceLoss(nn.Module):
-    """bce_weight * BCELoss + dice_weight * DiceLoss (VM-UNet's training loss).
-
-    Args:
-        bce_weight, dice_weight: non-negative weights of the two terms.
-        smooth, per_image, include_background: passed to :class:`DiceLoss`.
-        num_classes: if given, the K that ``logits`` must have.
-
-    forward(logits (B, K, H, W) raw scores, target (B, H, W) int64 labels) -> scalar loss.
-    """
-
-    def __init__(
-        self,
-        bce_weight: float = 1.0,
-        dice_weight: float = 1.0,
-        smooth: float = 1.0,
-        per_image: bool = True,
-        include_background: bool = False,
-        num_classes: int | None = None,
-    ) -> None:
-        super().__init__()
-        for name, value in (("bce_weight", bce_weight), ("dice_weight", dice_weight)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"BCEDiceLoss `{name}` is {value!r}; it must be a finite number >= 0.")
-        self.bce_weight = float(bce_weight)
-        self.dice_weight = float(dice_weight)
-        self.num_classes = num_classes
-        self.bce = BCELoss(num_classes=num_classes)
-        self.dice = DiceLoss(
-            smooth=smooth, per_image=per_image, include_background=include_background, num_classes=num_classes
-        )
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.bce_weight * self.bce(logits, target) + self.dice_weight * self.dice(logits, target)
-
-    def extra_repr(self) -> str:
-        return f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}"

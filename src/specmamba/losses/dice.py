@@ -22,8 +22,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._inputs import check_logits_target, class_probabilities
+from .registry import register_loss
 
 
+@register_loss("dice")
 class DiceLoss(nn.Module):
     """Soft Dice loss.
 

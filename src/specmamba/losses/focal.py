@@ -24,8 +24,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._inputs import check_logits_target, compute_dtype
+from .registry import register_loss
 
 
+@register_loss("focal")
 class FocalLoss(nn.Module):
     """Sigmoid (K == 1) or softmax (K >= 2) focal loss, mean over pixels.
 

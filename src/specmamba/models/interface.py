@@ -4,37 +4,52 @@ Every architecture in ``specmamba.models``:
 
 - is built as ``Model(in_chans=..., num_classes=..., ...)`` with any positive ``in_chans`` and
   ``num_classes`` (1 = binary, a single logit channel; K >= 2 = K mutually exclusive classes);
-- returns logits ``(B, num_classes, H, W)`` at the input resolution from ``forward`` (no sigmoid or
-  softmax inside the model);
-- exposes ``feature_info``: four dicts ``{"num_chs", "reduction", "module"}`` naming its encoder
-  stages, ``module`` being a dotted name usable with ``model.get_submodule`` whose output is that
-  stage's map (the spectral audit hooks exactly these points);
-- implements ``forward_intermediates(x)`` returning those four stage maps as ``(B, C, H, W)``;
-- declares ``input_multiple`` (and optionally ``min_input_size``) and raises
-  :class:`~specmamba.errors.InputSizeError` naming the nearest valid sizes for any other input.
+- in eval mode returns logits ``(B, num_classes, H, W)`` at the input resolution from ``forward``
+  (no sigmoid or softmax inside the model); in train mode it may return a
+  :class:`~specmamba.output.SegOutput` (main logits, auxiliary logits, extra loss terms) for the
+  trainer's criterion;
+- exposes ``feature_info``: one or more dicts ``{"num_chs", "reduction", "module"}`` naming its
+  encoder stages, shallowest first, with non-decreasing reductions (a hierarchical encoder has four
+  distinct ones; a plain ViT-like backbone may have several stages at one reduction); ``module`` is
+  a dotted name usable with ``model.get_submodule`` whose output is that stage's map (the spectral
+  audit hooks exactly these points; :mod:`~specmamba.models.hook_points` turns channels-last maps
+  and token sequences, with extra tokens at any position, into (B, C, h, w));
+  :func:`validate_feature_info` checks these rules;
+- implements ``forward_intermediates(x)`` returning those stage maps as ``(B, C, H, W)``;
+- declares ``input_multiple`` (and optionally ``min_input_size``), or ``fixed_input_size`` for a
+  model that takes one size only (a learned position embedding it does not interpolate), and raises
+  :class:`~specmamba.errors.InputSizeError` naming the nearest valid sizes for any other input;
+  ``interpolates_pos_embed = True`` says that it resizes a position embedding learned at
+  ``pos_embed_size`` to other inputs (accepted, but not what it was trained on);
+- when it contains selective-scan layers, switches all of them with ``set_scan_backend``.
 
 :class:`SegmentationModel` is a small base class that stores these attributes and performs the
 checks; models subclass it and implement ``forward`` and ``forward_intermediates``.
 
 Keyword arguments that only initialise weights (``encoder_weights``) are listed in
-:data:`WEIGHT_INIT_KWARGS`: they do not change the architecture, so checkpoints are rebuilt without
-them (the weights come from the checkpoint instead).
+:data:`WEIGHT_INIT_KWARGS`: they do not change the architecture, so :func:`architecture_kwargs`
+leaves them out of what a checkpoint records and rebuilds (the weights come from the checkpoint).
 
 Shape letters: B batch, C channels, H/W height/width.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputSizeError
+from ..layers.scan_backend import scan_backend_of, scan_modules, set_scan_backend
+from .hook_points import ChannelsFirst
 
 __all__ = [
+    "FACTORY_CHANNEL_DEFAULTS",
     "WEIGHT_INIT_KWARGS",
     "ChannelsFirst",
     "SegmentationModel",
+    "architecture_kwargs",
     "check_input_channels",
     "check_input_size",
     "make_feature_info",
@@ -43,10 +58,24 @@ __all__ = [
     "run_encoder_stages",
     "valid_input_size",
     "validate_channels",
+    "validate_feature_info",
 ]
 
 #: Factory keyword arguments that only load initial weights and leave the architecture unchanged.
 WEIGHT_INIT_KWARGS: frozenset[str] = frozenset({"encoder_weights", "pretrained", "checkpoint_path"})
+
+
+#: The channel defaults every registered factory has (``in_chans=3, num_classes=1``), so that saved
+#: kwargs without them still say what was built.
+FACTORY_CHANNEL_DEFAULTS: dict[str, int] = {"in_chans": 3, "num_classes": 1}
+
+
+def architecture_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The factory kwargs that describe the architecture: ``kwargs`` without :data:`WEIGHT_INIT_KWARGS`.
+
+    The one rule of what a checkpoint records and what rebuilding a saved model passes to its factory.
+    """
+    return {k: v for k, v in kwargs.items() if k not in WEIGHT_INIT_KWARGS}
 
 
 def make_feature_info(
@@ -63,12 +92,33 @@ def make_feature_info(
     ]
 
 
-class ChannelsFirst(nn.Module):
-    """(B, h, w, C) -> (B, C, h, w) view, as a module so that ``feature_info`` can name it as the hook
-    point of a channels-last encoder stage's feature map."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.permute(0, 3, 1, 2)
+def validate_feature_info(info: Any, model_name: str) -> list[dict[str, Any]]:
+    """``info`` checked against the interface: at least one ``{"num_chs", "reduction", "module"}`` dict,
+    positive integers, reductions non-decreasing. Returns it; raises ConfigError naming the entry."""
+    if not isinstance(info, list | tuple) or not info:
+        raise ConfigError(
+            f"{model_name}: feature_info must list at least one encoder stage as a "
+            "{num_chs, reduction, module} dict; got " + repr(info) + "."
+        )
+    previous = 0
+    for i, entry in enumerate(info):
+        ok = isinstance(entry, Mapping) and set(entry) >= {"num_chs", "reduction", "module"}
+        if ok:
+            chs, red = entry["num_chs"], entry["reduction"]
+            ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (chs, red))
+            ok = ok and isinstance(entry["module"], str) and bool(entry["module"])
+        if not ok:
+            raise ConfigError(
+                f"{model_name}: feature_info[{i}] = {entry!r} must be a dict with positive integers "
+                "'num_chs' and 'reduction' and a dotted 'module' name."
+            )
+        if entry["reduction"] < previous:
+            raise ConfigError(
+                f"{model_name}: feature_info reductions must not decrease from stage to stage (shallowest "
+                f"first); stage {i} has {entry['reduction']} after {previous}."
+            )
+        previous = entry["reduction"]
+    return list(info)
 
 
 def run_encoder_stages(stages: nn.ModuleList, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
@@ -116,8 +166,12 @@ def nearest_valid_sizes(size: int, multiple: int, min_size: int | None = None) -
 def valid_input_size(model: nn.Module, size: int) -> int:
     """The side length nearest to ``size`` that ``model`` accepts (per its ``input_multiple``).
 
-    Models without ``input_multiple`` accept any size >= ``min_input_size`` (default 1).
+    Models without ``input_multiple`` accept any size >= ``min_input_size`` (default 1); a model with
+    ``fixed_input_size`` accepts that size only.
     """
+    fixed = getattr(model, "fixed_input_size", None)
+    if fixed is not None:
+        return int(fixed)
     multiple = int(getattr(model, "input_multiple", 1) or 1)
     min_size = getattr(model, "min_input_size", None)
     return nearest_valid_sizes(int(size), multiple, min_size)[0]
@@ -181,6 +235,12 @@ class SegmentationModel(nn.Module):
     input_multiple: int = 1
     #: Smallest accepted height/width (None: ``input_multiple``).
     min_input_size: int | None = None
+    #: The one side length (H = W) the model takes, or None (any valid multiple).
+    fixed_input_size: int | None = None
+    #: True when the model resizes a position embedding learned for ``pos_embed_size`` to other inputs.
+    interpolates_pos_embed: bool = False
+    #: The input side its position embedding was learned at (informational), or None.
+    pos_embed_size: int | None = None
     #: Registry name used in messages when the model was not built through ``create_model``.
     model_name: str | None = None
 
@@ -197,7 +257,23 @@ class SegmentationModel(nn.Module):
         """Raise InputSizeError unless ``x`` is (B, in_chans, H, W) with a valid H and W."""
         name = model_display_name(self)
         check_input_size(x, self.input_multiple, name, self.min_input_size)
+        fixed = self.fixed_input_size
+        if fixed is not None and tuple(x.shape[-2:]) != (fixed, fixed):
+            raise InputSizeError(
+                f"{name} takes {fixed}x{fixed} inputs only (its position embedding is learned for that "
+                f"grid and not interpolated); got {x.shape[-2]}x{x.shape[-1]}: resize the images to "
+                f"{fixed}x{fixed}."
+            )
         check_input_channels(x, self.in_chans, name)
+
+    @property
+    def scan_backend(self) -> str | None:
+        """The selective-scan backend of the model's scan layers; None for a model without any."""
+        return scan_backend_of(self) if scan_modules(self) else None
+
+    def set_scan_backend(self, scan_backend: str) -> SegmentationModel:
+        """Switch every selective-scan layer to ``scan_backend`` (weights unchanged); returns the model."""
+        return set_scan_backend(self, scan_backend)
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """The encoder stage maps described by ``feature_info``, each (B, C, H, W)."""

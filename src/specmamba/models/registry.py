@@ -2,7 +2,8 @@
 
 ``register_model`` records a factory under its function name; ``create_model`` builds it, dropping
 keyword arguments that are ``None`` so that command-line defaults never override model defaults, and
-tags the model with its name and kwargs so that checkpoints describe themselves.
+tags the model with its name and architecture kwargs so that checkpoints describe themselves.
+``rebuild.py`` builds a saved model again from those.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError
+from .interface import architecture_kwargs
+from .weights import load_weights
 
 _MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -65,7 +68,9 @@ def create_model(name: str, checkpoint_path: str | None = None, **kwargs: Any) -
     """Build the registered model ``name``.
 
     Keyword arguments that are ``None`` are dropped. The model gets two attributes,
-    ``specmamba_name`` and ``specmamba_kwargs``, that checkpoints store to rebuild it.
+    ``specmamba_name`` and ``specmamba_kwargs`` (the kwargs that describe the architecture, i.e.
+    without weight-initialisation options such as ``encoder_weights``), that checkpoints store to
+    rebuild it with :func:`rebuild_model`.
     ``checkpoint_path`` loads weights: a specmamba checkpoint, or an official layout that the
     architecture converts through its ``convert_state_dict`` hook (see ``weights.load_weights``).
     """
@@ -82,10 +87,8 @@ def create_model(name: str, checkpoint_path: str | None = None, **kwargs: Any) -
             f"{', '.join(model_options(name)) or 'no options'}."
         ) from None
     model.specmamba_name = name
-    model.specmamba_kwargs = dict(kwargs)
+    model.specmamba_kwargs = architecture_kwargs(kwargs)
     if checkpoint_path is not None:
-        from .weights import load_weights
-
         load_weights(model, checkpoint_path)
     return model
 

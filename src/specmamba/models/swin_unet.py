@@ -68,8 +68,9 @@ from ..layers.drop_path import linear_drop_path_rates
 from ..layers.swin_block import SwinBlocks
 from ..layers.swin_patch import SwinPatchEmbed, SwinPatchExpand, SwinPatchMerging
 from ..layers.window_attention import relative_position_index
+from .checkpoint_file import strip_prefixes
+from .hook_points import ChannelsFirst
 from .interface import (
-    ChannelsFirst,
     SegmentationModel,
     check_input_channels,
     check_input_size,
@@ -78,7 +79,7 @@ from .interface import (
     run_encoder_stages,
 )
 from .registry import register_model
-from .weights import ConvertedStateDict, LoadReport, adapt_input_conv, load_checkpoint, strip_prefixes
+from .weights import ConvertedStateDict, LoadReport, adapt_input_conv, load_checkpoint
 
 __all__ = [
     "SwinDecoderStage",

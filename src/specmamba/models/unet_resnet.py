@@ -34,18 +34,11 @@ from monai.networks.nets import ResNet
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError
+from .checkpoint_file import extract_state_dict, read_checkpoint, strip_prefixes
 from .interface import SegmentationModel, make_feature_info
 from .registry import register_model
 from .unet import UpBlock, init_conv_bn
-from .weights import (
-    ConvertedStateDict,
-    LoadReport,
-    adapt_input_conv,
-    diff_state_dict,
-    extract_state_dict,
-    read_checkpoint,
-    strip_prefixes,
-)
+from .weights import ConvertedStateDict, LoadReport, adapt_input_conv, diff_state_dict
 
 __all__ = [
     "TORCHVISION_RESNET_LAYOUT",

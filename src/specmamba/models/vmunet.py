@@ -40,9 +40,11 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..layers.drop_path import linear_drop_path_rates
 from ..layers.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D
-from ..layers.ss2d import SS2D, check_scan_backend, init_linear_
+from ..layers.scan_backend import check_scan_backend
+from ..layers.ss2d import SS2D, init_linear_
 from ..layers.vss_block import VSSBlock
-from .interface import ChannelsFirst, SegmentationModel, make_feature_info, run_encoder_stages
+from .hook_points import ChannelsFirst
+from .interface import SegmentationModel, make_feature_info, run_encoder_stages
 from .registry import register_model
 from .weights import ConvertedStateDict
 
@@ -202,20 +204,6 @@ class VMUNet(SegmentationModel):
         self.feature_info = make_feature_info(
             dims, [patch_size * 2**i for i in range(4)], [f"layers.{i}.stage_out" for i in range(4)]
         )
-
-    # -- scan backend --------------------------------------------------------------------------------
-
-    @property
-    def scan_backend(self) -> str:
-        return next(m.scan_backend for m in self.modules() if isinstance(m, SS2D))
-
-    def set_scan_backend(self, scan_backend: str) -> VMUNet:
-        """Switch every SS2D to ``scan_backend`` (weights unchanged); returns the model."""
-        check_scan_backend(scan_backend)
-        for m in self.modules():
-            if isinstance(m, SS2D):
-                m.scan_backend = scan_backend
-        return self
 
     # -- forward -------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Fixtures shared across the test tree."""
+"""Fixtures shared across the test tree, the fake models and losses (``fakes.py``), and the ``gpu``
+marker's rule: a test marked ``@pytest.mark.gpu`` is skipped where CUDA is not available."""
 
 from __future__ import annotations
 
@@ -7,8 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
+import fakes  # noqa: F401  (registers the fake models and losses of the contract tests)
 from specmamba.data import make_synthetic_dataset
 from specmamba.engine import resolve_config, train
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip every ``gpu``-marked test without CUDA (one rule instead of a skipif on each test)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
 
 #: The real ISIC 2017 pairs beside the repository (tests using them skip when absent).
 ISIC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2017"

@@ -86,7 +86,6 @@ def test_cuda_without_cuda_is_a_clear_error():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_rows():
     result = bench_model(
         model="test_vmunet",

@@ -9,7 +9,7 @@ import yaml
 import specmamba.engine.trainer as trainer_module
 from specmamba.engine import resolve_config, resume_config, train
 from specmamba.engine.run_folder import RunFolder
-from specmamba.errors import ConfigError
+from specmamba.errors import CheckpointError, ConfigError
 from specmamba.models import read_checkpoint
 
 
@@ -77,7 +77,9 @@ def test_resume_after_stop_mid_epoch_equals_uninterrupted_run(tiny_synth, tmp_pa
     monkeypatch.setattr(
         trainer_module,
         "_build_optimizer",
-        lambda model, criterion, cfg: _StopAfter(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        lambda model, criterion, cfg: _StopAfter(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        ),
     )
     with pytest.raises(KeyboardInterrupt):
         train(_config(tiny_synth, tmp_path / "cut"))
@@ -126,3 +128,73 @@ def test_multiclass_training_runs(tmp_path):
         Image.fromarray(labels).save(root / "masks" / f"c{i}.png")
     summary = train(_config(root, tmp_path / "run", num_classes=3, epochs=1, loss="dice"))
     assert 0.0 <= summary["best_val_dice"] <= 1.0
+
+
+def test_seg_output_and_learnable_criterion_train_log_save_and_resume_exactly(
+    tiny_synth, tmp_path, monkeypatch
+):
+    """A model returning SegOutput with a learnable structured loss: terms logged, criterion state
+    trained, saved and restored, and a resumed run equal to an uninterrupted one (criterion included)."""
+    options = dict(
+        model="test_fake_deep_supervision", loss="test_learned_aux_weights", loss_kwargs={"num_aux": 2}
+    )
+    full = train(_config(tiny_synth, tmp_path / "full", **options))
+    rows = RunFolder(tmp_path / "full").read_metrics()
+    term_columns = [
+        "train_loss_main",
+        "train_loss_aux0",
+        "train_loss_aux1",
+        "train_loss_weight_pull",
+        "train_loss_head_l2",
+    ]
+    assert all(column in rows[0] for column in term_columns)
+    for row in rows:  # the terms sum to the total
+        assert row["train_loss"] == pytest.approx(sum(row[c] for c in term_columns), rel=1e-6)
+    last = read_checkpoint(tmp_path / "full" / "checkpoint_last.pt")
+    weights = last["criterion_state"]["loss.logits_w"]
+    assert weights.abs().sum() > 0  # trained from its zero init
+    assert (
+        len(last["optimizer"]["param_groups"]) == 2
+        and last["optimizer"]["param_groups"][1]["weight_decay"] == 0
+    )
+    assert "criterion_state" in read_checkpoint(tmp_path / "full" / "checkpoint_best.pt")
+
+    steps_per_epoch = 14 // 4
+    _StopAfter.calls, _StopAfter.stop_at = 0, steps_per_epoch + 2
+    build = trainer_module._build_optimizer
+
+    def stopping(model, criterion, cfg):
+        groups = build(model, criterion, cfg).param_groups
+        return _StopAfter([{k: v for k, v in g.items() if k != "lr"} for g in groups], lr=cfg.lr)
+
+    monkeypatch.setattr(trainer_module, "_build_optimizer", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_synth, tmp_path / "cut", **options))
+    _StopAfter.stop_at = -1
+    resumed = train(resume_config(tmp_path / "cut"), resume=True)
+    cut = read_checkpoint(tmp_path / "cut" / "checkpoint_last.pt")
+    for key, value in last["criterion_state"].items():
+        assert torch.equal(value, cut["criterion_state"][key]), key
+    for key, value in last["state_dict"].items():
+        assert torch.equal(value, cut["state_dict"][key]), key
+    assert resumed["best_val_dice"] == full["best_val_dice"]
+    with pytest.raises(ConfigError, match="--loss-kwarg cannot change"):
+        resume_config(tmp_path / "cut", loss_kwargs={"num_aux": 3})
+    assert resume_config(tmp_path / "cut", loss_kwargs={"num_aux": 2}).loss_kwargs == {"num_aux": 2}
+
+
+def test_unknown_loss_option_is_refused_before_anything_is_written(tiny_synth, tmp_path):
+    with pytest.raises(ConfigError, match="unknown option.*gamma.*accepts: smooth"):
+        train(_config(tiny_synth, tmp_path / "run", loss="dice", loss_kwargs={"gamma": 2}))
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_an_optimizer_state_of_another_parameter_order(tiny_synth, tmp_path):
+    train(_config(tiny_synth, tmp_path / "run", epochs=1))
+    path = tmp_path / "run" / "checkpoint_last.pt"
+    ckpt = read_checkpoint(path)
+    state = ckpt["optimizer"]["state"]
+    state[0], state[1] = state[1], state[0]  # as if two parameters had been registered the other way
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="another parameter order"):
+        train(resume_config(tmp_path / "run", epochs=2), resume=True)

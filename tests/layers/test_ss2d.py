@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from specmamba.errors import BackendUnavailableError, ConfigError
 from specmamba.layers import SS2D
-from specmamba.layers.ss2d import to_scan_order
+from specmamba.ops import SS2D as SS2D_DIRECTIONS
 
 KEYS_FILE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "vmunet_official_keys.json"
 
@@ -127,10 +127,10 @@ def test_initialisation():
     assert m.conv2d.bias is not None and m.conv2d.groups == d and m.conv2d.kernel_size == (3, 3)
 
 
-def test_to_scan_order():
+def test_to_step_order_of_the_ss2d_directions():
     h, w = 3, 4
     t = torch.arange(2 * 4 * 1 * h * w, dtype=torch.float32).view(2, 4, 1, h * w)
-    out = to_scan_order(t, h, w)
+    out = SS2D_DIRECTIONS.to_step_order(t, h, w)
     for k, order in enumerate(_orders(h, w)):
         expected = torch.stack([t[:, k, :, i * w + j] for (i, j) in order], dim=-1)
         assert torch.equal(out[:, k], expected)

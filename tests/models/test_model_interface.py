@@ -1,7 +1,9 @@
 """The model interface, checked on every registered model (so later architectures are covered too).
 
-Small ``test_*`` variants get the whole battery on small inputs; full-size models are built only for
-their parameter count and one forward at (about) 64x64.
+Small ``test_*`` variants get the whole battery on small inputs, including the fakes of ``fakes.py``
+(a model that returns a SegOutput in train mode, a non-hierarchical token backbone with a fixed
+input size); full-size models are counted on the meta device (pinned exactly) and run once at about
+64x64.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import torch
 from torch import nn
 
 from specmamba.errors import ConfigError, InputSizeError
-from specmamba.models import create_model, list_models
+from specmamba.losses import build_criterion
+from specmamba.models import SegOutput, create_model, list_models, model_entrypoint
 from specmamba.models.interface import (
+    FACTORY_CHANNEL_DEFAULTS,
     SegmentationModel,
     check_input_channels,
     check_input_size,
@@ -20,10 +24,21 @@ from specmamba.models.interface import (
     nearest_valid_sizes,
     valid_input_size,
     validate_channels,
+    validate_feature_info,
 )
 
 TEST_MODELS = list_models("test_*")
 FULL_MODELS = list_models(include_test=False)
+
+#: Exact parameter counts (3 -> 1) of every full-size model; REFERENCE.md gives the published ones
+#: (VM-UNet 27,427,561 and 44,273,833; Swin-Unet 27.17M; UNet-ResNet50 32.52M). A new model adds its own.
+PARAMETERS = {
+    "swin_unet": 27_168_132,
+    "unet_resnet50": 32_521_105,
+    "unet_small": 488_001,
+    "vmunet": 27_427_561,
+    "vmunet_deep": 44_273_833,
+}
 
 
 def _small_size(model: nn.Module) -> int:
@@ -31,8 +46,18 @@ def _small_size(model: nn.Module) -> int:
 
 
 def test_registry_has_models():
-    assert {"test_unet", "test_unet_resnet"} <= set(TEST_MODELS)
-    assert {"unet_resnet50", "unet_small"} <= set(FULL_MODELS)
+    assert {"test_unet", "test_unet_resnet", "test_fake_deep_supervision", "test_fake_tokens"} <= set(
+        TEST_MODELS
+    )
+    assert set(PARAMETERS) == set(FULL_MODELS)  # every full-size model has its count pinned
+
+
+@pytest.mark.parametrize("name", TEST_MODELS + FULL_MODELS)
+def test_factories_share_the_channel_defaults(name):
+    import inspect
+
+    params = inspect.signature(model_entrypoint(name)).parameters
+    assert {k: params[k].default for k in FACTORY_CHANNEL_DEFAULTS} == FACTORY_CHANNEL_DEFAULTS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,6 +124,35 @@ def test_make_feature_info():
         make_feature_info([8], [2, 4], ["a"])
 
 
+def test_validate_feature_info_rules():
+    ok = make_feature_info([8, 8, 16], [4, 4, 8], ["a", "b", "c"])  # equal reductions are fine
+    assert validate_feature_info(ok, "m") == ok
+    for bad, match in (
+        ([], "at least one"),
+        (None, "at least one"),
+        (make_feature_info([8, 16], [8, 4], ["a", "b"]), "must not decrease"),
+        ([{"num_chs": 8, "reduction": 0, "module": "a"}], "positive integers"),
+        ([{"num_chs": 8, "module": "a"}], "positive integers"),
+        ([{"num_chs": 8, "reduction": 2, "module": ""}], "module"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            validate_feature_info(bad, "m")
+
+
+def test_fixed_input_size_is_enforced_and_reported():
+    model = create_model("test_fake_tokens")
+    assert valid_input_size(model, 64) == 32
+    with pytest.raises(InputSizeError, match="takes 32x32 inputs only .* got 64x64"):
+        model(torch.zeros(1, 3, 64, 64))
+
+
+def test_set_scan_backend_needs_scan_layers():
+    model = create_model("test_unet")
+    assert model.scan_backend is None
+    with pytest.raises(ConfigError, match="no selective-scan layer"):
+        model.set_scan_backend("cpu")
+
+
 def test_base_class_forward_intermediates_is_abstract():
     m = SegmentationModel(3, 1, model_name="x")
     assert m.model_name == "x" and m.in_chans == 3 and m.num_classes == 1
@@ -115,10 +169,11 @@ def test_base_class_forward_intermediates_is_abstract():
 @pytest.mark.parametrize("num_classes", [1, 3])
 def test_logits_shape(name, in_chans, num_classes):
     torch.manual_seed(0)
-    model = create_model(name, in_chans=in_chans, num_classes=num_classes)
+    model = create_model(name, in_chans=in_chans, num_classes=num_classes).eval()  # eval: logits only
     size = _small_size(model)
     x = torch.randn(2, in_chans, size, size)
-    y = model(x)
+    with torch.no_grad():
+        y = model(x)
     assert y.shape == (2, num_classes, size, size)
     assert y.dtype == torch.float32 and torch.isfinite(y).all()
     # Logits, not probabilities: values outside [0, 1] appear on random input.
@@ -128,6 +183,8 @@ def test_logits_shape(name, in_chans, num_classes):
 @pytest.mark.parametrize("name", TEST_MODELS)
 def test_non_square_input(name):
     model = create_model(name).eval()
+    if model.fixed_input_size is not None:
+        pytest.skip("model takes one size only")
     m = model.input_multiple
     h, w = valid_input_size(model, 32), valid_input_size(model, 32) + m
     with torch.no_grad():
@@ -140,11 +197,8 @@ def test_feature_info_matches_forward_intermediates(name):
     model = create_model(name, in_chans=2).eval()
     size = valid_input_size(model, 64)
     x = torch.randn(2, 2, size, size)
-    info = model.feature_info
-    assert len(info) == 4
+    info = validate_feature_info(model.feature_info, name)
     assert all(set(d) == {"num_chs", "reduction", "module"} for d in info)
-    reductions = [d["reduction"] for d in info]
-    assert reductions == sorted(reductions) and len(set(reductions)) == 4
 
     hooked: dict[str, torch.Tensor] = {}
     handles = [
@@ -157,7 +211,7 @@ def test_feature_info_matches_forward_intermediates(name):
         feats = model.forward_intermediates(x)
     for h in handles:
         h.remove()
-    assert len(feats) == 4
+    assert len(feats) == len(info)
     for f, d in zip(feats, info):
         assert f.shape == (2, d["num_chs"], size // d["reduction"], size // d["reduction"])
         # The hook point named in feature_info is exactly the map forward_intermediates returns.
@@ -168,8 +222,8 @@ def test_feature_info_matches_forward_intermediates(name):
 def test_bad_input_size_names_model_and_nearest_size(name):
     model = create_model(name)
     m = model.input_multiple
-    if m == 1:
-        pytest.skip("model takes any size")
+    if m == 1 or model.fixed_input_size is not None:
+        pytest.skip("model takes any size, or one size only (test_fixed_input_size_is_enforced_and_reported)")
     good = valid_input_size(model, 32)
     bad = good + 2
     with pytest.raises(InputSizeError) as info:
@@ -184,13 +238,21 @@ def test_bad_input_size_names_model_and_nearest_size(name):
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)
-def test_gradients_reach_every_parameter(name):
+def test_training_path_reaches_every_parameter(name):
+    """Train mode through the trainer's criterion: logits or a SegOutput, every parameter trained."""
     torch.manual_seed(0)
-    model = create_model(name, in_chans=3, num_classes=2)
+    model = create_model(name, in_chans=3, num_classes=2).train()
     size = valid_input_size(model, 64)
     x = torch.randn(2, 3, size, size, requires_grad=True)
     target = torch.randint(0, 2, (2, size, size))
-    loss = nn.functional.cross_entropy(model(x), target)
+    output = model(x)
+    assert isinstance(output, torch.Tensor | SegOutput)
+    logits = output.logits if isinstance(output, SegOutput) else output
+    assert logits.shape == (2, 2, size, size)
+    with torch.no_grad():
+        assert model.eval()(x).shape == (2, 2, size, size)  # eval mode: logits only
+    loss, terms = build_criterion("ce", 2)(output, target)
+    assert torch.isclose(loss, sum(terms.values()))
     loss.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     for pname, p in model.named_parameters():
@@ -214,12 +276,17 @@ def test_interface_attributes(name):
 
 
 @pytest.mark.parametrize("name", FULL_MODELS)
+def test_full_size_parameter_count(name):
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", FULL_MODELS)
 def test_full_size_model_builds_and_runs(name):
     torch.manual_seed(0)
     model = create_model(name).eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    assert n_params > 0
-    assert len(model.feature_info) == 4
+    validate_feature_info(model.feature_info, name)
     size = valid_input_size(model, 64)
     with torch.no_grad():
         y = model(torch.randn(1, 3, size, size))

@@ -32,7 +32,6 @@ def _run(case: dict, backend: str) -> list[torch.Tensor]:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @needs_mamba_ssm
 @pytest.mark.parametrize("g", [1, 4])
 def test_mamba_ssm_matches_ref(g, scan_case):

@@ -4,8 +4,8 @@
 imported with ``TRITON_INTERPRET=1`` set. The interpreter checks therefore run in a fresh subprocess
 with that variable, on tiny shapes (the interpreter executes every program in Python). They cover:
 several tiles (l > 128, one an exact multiple), l = 1, a non-power-of-two n, groups, every option on
-and off, the gradient through the last state, the public dispatch, and the fused SS2D kernels (over
-two tiles) against the composition.
+and off, the gradient through the last state, the public dispatch, and the fused directional kernels
+(SS2D's four walks over two tiles, Vim's bidirectional pair) against the composition.
 """
 
 from __future__ import annotations
@@ -66,13 +66,24 @@ ss = dict(x=torch.randn(b, d, h, w, generator=gen),
           A=-torch.rand(4 * d, n, generator=gen) - 0.05, B=torch.randn(b, 4, n, h * w, generator=gen),
           C=torch.randn(b, 4, n, h * w, generator=gen), D=torch.randn(4 * d, generator=gen),
           delta_bias=torch.randn(4 * d, generator=gen) * 0.1)
-res = {}
-for backend in ("ref", "triton"):
-    leaves = {k: v.clone().requires_grad_(True) for k, v in ss.items()}
-    y = ss2d_selective_scan(**leaves, delta_softplus=True, backend=backend)
-    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(2)))
-    res[backend] = [y.detach()] + [leaves[k].grad for k in ss]
-report["ss2d"] = {name: rel(a, r) for name, a, r in zip(["y", *ss], res["triton"], res["ref"])}
+from specmamba.ops import BIDIRECTIONAL, SS2D
+
+def fused(inputs, directions):
+    res = {}
+    for backend in ("ref", "triton"):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+        y = ss2d_selective_scan(**leaves, delta_softplus=True, backend=backend, directions=directions)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(2)))
+        res[backend] = [y.detach()] + [leaves[k].grad for k in inputs]
+    return {name: rel(a, r) for name, a, r in zip(["y", *inputs], res["triton"], res["ref"])}
+
+report["ss2d"] = fused(ss, SS2D)
+l = 150  # a token sequence as a (b, d, 1, l) map, over two tiles, forwards and backwards
+bi = dict(x=torch.randn(b, d, 1, l, generator=gen), delta=torch.randn(b, 2, d, l, generator=gen) * 0.5 - 1,
+          A=-torch.rand(2 * d, n, generator=gen) - 0.05, B=torch.randn(b, 2, n, l, generator=gen),
+          C=torch.randn(b, 2, n, l, generator=gen), D=torch.randn(2 * d, generator=gen),
+          delta_bias=torch.randn(2 * d, generator=gen) * 0.1)
+report["bidirectional"] = fused(bi, BIDIRECTIONAL)
 print("REPORT" + json.dumps(report))
 """
 
@@ -86,7 +97,7 @@ def test_triton_kernels_under_interpreter():
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT"))
     report = json.loads(line[len("REPORT") :])
-    assert len(report) == 8
+    assert len(report) == 9
     for case, errors in report.items():
         assert errors.pop("dtype_ok", 1.0) == 1.0, case
         for name, err in errors.items():
@@ -140,7 +151,6 @@ def _grads(case: dict, backend: str) -> list[torch.Tensor]:
 
 @pytest.mark.gpu
 @needs_triton
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("length", [1, 2, 7, 64, 257, 1024])
 @pytest.mark.parametrize("g", [1, 2, 4])
 def test_triton_matches_ref_on_gpu(length, g):
@@ -151,7 +161,6 @@ def test_triton_matches_ref_on_gpu(length, g):
 
 @pytest.mark.gpu
 @needs_triton
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_ss2d_triton_equals_composition_on_gpu():
     case = _cuda_ss2d_case(0, b=2, d=32, h=12, w=10)
     for a, r in zip(_ss2d_grads(case, "triton"), _ss2d_grads(case, "ref")):
@@ -160,7 +169,6 @@ def test_fused_ss2d_triton_equals_composition_on_gpu():
 
 @pytest.mark.gpu
 @needs_triton
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_triton_is_bitwise_deterministic_on_gpu():
     """Same inputs, same bits, forward and backward, over many tiles: no atomics by design, and a race
     between the threads that store a tile's carry and those that load it would show up here."""

@@ -262,7 +262,6 @@ def test_cli_runs_the_audit(checkpoints, tiny_synth, tmp_path, capsys, one_torch
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_audit_on_cuda_matches_the_cpu(full_audit, checkpoints, tiny_synth, tmp_path):
     out, _ = full_audit
     audit_all(checkpoints, tiny_synth, tmp_path / "cuda", device="cuda")

@@ -42,6 +42,8 @@ STAGE1_INTS: dict[str, int] = {
     "NCHUNK": 32,
     "HH": 64,
     "WW": 64,
+    "TRANSPOSED": 0b1010,  # SS2D's walks: 1 and 3 column-major, 2 and 3 backwards
+    "REVERSED": 0b1100,
 }
 _INPUTS = {"u_ptr", "delta_ptr", "B_ptr", "C_ptr", "D_ptr", "z_ptr", "bias_ptr"}
 _SASS_LINE = re.compile(r"^\s*/\*([0-9a-f]+)\*/\s+(.*?)\s*;", re.M)

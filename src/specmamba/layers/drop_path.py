@@ -38,7 +38,8 @@ class DropPath(nn.Module):
 def linear_drop_path_rates(rate: float, depths: list[int] | tuple[int, ...]) -> list[list[float]]:
     """Per-stage lists of rates rising linearly from 0 to ``rate`` over all blocks (timm/Swin/VMamba rule)."""
     total = sum(depths)
-    rates = torch.linspace(0, rate, total).tolist() if total > 1 else [0.0] * total
+    # On the CPU explicitly: the rates are Python floats, also when the model is built on the meta device.
+    rates = torch.linspace(0, rate, total, device="cpu").tolist() if total > 1 else [0.0] * total
     out, start = [], 0
     for depth in depths:
         out.append(rates[start : start + depth])

@@ -39,12 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import SS2D as SS2D_DIRECTIONS
 from ..ops import ss2d_selective_scan
 from .scan_backend import check_scan_backend
 
-__all__ = ["SS2D", "init_linear_", "to_scan_order"]
+__all__ = ["SS2D", "init_linear_"]
 
-K_DIRECTIONS = 4
+K_DIRECTIONS = SS2D_DIRECTIONS.k
 
 
 @torch.no_grad()
@@ -63,21 +64,6 @@ def init_linear_(layer: nn.Linear, std: float = 0.02) -> None:
 def _at_least_fp32(t: Tensor) -> Tensor:
     """The scan's parameters in float32 (as the official code), or float64 for a float64 model."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
-
-
-def to_scan_order(t: Tensor, h: int, w: int) -> Tensor:
-    """(B, K, C', H*W) row-major per direction -> (B, K, C', H*W) with direction k in its own step order.
-
-    Direction 0 row-major, 1 column-major, 2 reversed row-major, 3 reversed column-major; entry
-    [:, k, :, t] is the value at the position that direction k visits at step t.
-    """
-    b, k, c, _ = t.shape
-    maps = t.view(b, k, c, h, w)
-    row = t[:, 0]  # (B, C', L)
-    col = maps[:, 1].transpose(-1, -2).reshape(b, c, h * w)  # (B, C', W, H) -> (B, C', L)
-    rev_row = t[:, 2].flip(-1)
-    rev_col = maps[:, 3].transpose(-1, -2).reshape(b, c, h * w).flip(-1)
-    return torch.stack([row, col, rev_row, rev_col], dim=1)  # (B, K, C', L)
 
 
 class SS2D(nn.Module):
@@ -166,7 +152,7 @@ class SS2D(nn.Module):
         # x_proj on the row-major map for all directions in one GEMM, then into each direction's order.
         proj = self.x_proj_weight.reshape(k * (r + 2 * n), d)
         x_dbl = torch.matmul(proj, x.reshape(b, d, length))  # (K*(R+2N), D) @ (B, D, L) -> (B, K*(R+2N), L)
-        x_dbl = to_scan_order(x_dbl.view(b, k, r + 2 * n, length), h, w)  # (B, K, R+2N, L)
+        x_dbl = SS2D_DIRECTIONS.to_step_order(x_dbl.view(b, k, r + 2 * n, length), h, w)  # (B, K, R+2N, L)
         dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)  # (B, K, R, L), (B, K, N, L), (B, K, N, L)
         dts = torch.matmul(self.dt_projs_weight, dts)  # (K, D, R) @ (B, K, R, L) -> (B, K, D, L)
         As = -torch.exp(_at_least_fp32(self.A_logs))  # (K*D, N)
@@ -180,6 +166,7 @@ class SS2D(nn.Module):
             _at_least_fp32(self.dt_projs_bias).reshape(-1),  # (K*D,)
             delta_softplus=True,
             backend=self.scan_backend,
+            directions=SS2D_DIRECTIONS,
         )
 
     def forward(self, x: Tensor) -> Tensor:

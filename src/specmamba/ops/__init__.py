@@ -11,10 +11,15 @@ Importing this package imports only torch; numba and triton are loaded by the ba
 from __future__ import annotations
 
 from .cross_scan import cross_merge, cross_scan, direction_index, ss2d_selective_scan
+from .directions import BIDIRECTIONAL, SS2D, DirectionSet, Walk
 from .selective_scan import BACKENDS, available_backends, resolve_backend, selective_scan
 
 __all__ = [
     "BACKENDS",
+    "BIDIRECTIONAL",
+    "SS2D",
+    "DirectionSet",
+    "Walk",
     "available_backends",
     "cross_merge",
     "cross_scan",

@@ -39,12 +39,13 @@ How it is fast:
 * Memory of a forward+backward beyond inputs, outputs and gradients: saved states (<= b*d*l/2),
   dB/dC partials of b*g*S*n*l values with b*g*S <= max(8, b*g), and per-slot scratch of
   O(T*n*W) -- never O(b*d*n*l).
-* Fused SS2D (k > 1): ``perm[k, t]`` is the position in the (h*w) map that direction k visits at
-  step t. The forward reads u = x[..., perm[k, t]] and adds each direction's output into the merged
-  output (one work item owns a block of channels for all k, so the adds are race-free and in a fixed
-  order); the backward reads dout[..., perm[k, t]] and writes the per-direction du, which is merged
-  with the (deterministic) torch cross-merge, strided copies in direction order (an index gather
-  took 4x longer: 8% of a VM-UNet training step).
+* Fused directional scan (k > 1, any :class:`~specmamba.ops.directions.DirectionSet`): ``perm[k, t]``
+  is the position in the (h*w) map that direction k visits at step t. The forward reads
+  u = x[..., perm[k, t]] and adds each direction's output into the merged output (one work item owns
+  a block of channels for all k, so the adds are race-free and in a fixed order); the backward reads
+  dout[..., perm[k, t]] and writes the per-direction du, which is merged with the direction set's
+  (deterministic) merge, strided copies in direction order for walk sets
+  (an index gather took 4x longer: 8% of a VM-UNet training step).
 
 Numba is imported here, and this module is imported only when the ``cpu`` backend is first used.
 Kernels are compiled on first use per dtype (float32, float64) and cached on disk (``cache=True``).
@@ -65,9 +66,10 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from .directions import DirectionSet
 from .scan_grads import assemble_scan_grads, ordered_sum
 
-__all__ = ["LANES", "chunk_len", "scan_cpu", "ss2d_scan_cpu"]
+__all__ = ["LANES", "chunk_len", "directional_scan_cpu", "scan_cpu"]
 
 LANES = 16  # channels per SIMD tile (two AVX2 / one AVX-512 float32 vector)
 _MIN_ITEMS = 8  # backward work items per call at least (shape-only: determinism across thread counts)
@@ -672,10 +674,11 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 class _NumbaScan(torch.autograd.Function):
-    """Autograd wrapper of the two kernels; ``hw`` is None for a plain scan, (h, w) for the fused SS2D."""
+    """Autograd wrapper of the two kernels; ``walk`` is None for a plain scan, (h, w, direction set) for
+    the fused directional scan."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, hw, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus):
         b, du, length = u.shape
         d, n = A.shape
         g = B.shape[1]
@@ -688,13 +691,12 @@ class _NumbaScan(torch.autograd.Function):
         Dc = D.detach().to(cdt).contiguous() if D is not None else torch.zeros(d, dtype=cdt)
         bc = delta_bias.detach().to(cdt).contiguous() if delta_bias is not None else torch.zeros(d, dtype=cdt)
         zc = z.detach().to(cdt).contiguous() if z is not None else torch.zeros(1, 1, 1, dtype=cdt)
-        if hw is not None:
-            from .cross_scan import direction_index
-
-            pm = direction_index(*hw)
+        if walk is not None:
+            h, w, directions = walk
+            pm = directions.index(h, w)
         else:
             pm = torch.zeros(1, 1, dtype=torch.int64)
-        ctx.hw = hw
+        ctx.walk = walk
         T = chunk_len(n)
         nck = -(-length // T)
         save = any(ctx.needs_input_grad)
@@ -756,10 +758,9 @@ class _NumbaScan(torch.autograd.Function):
                 opts,
                 *map(_np, (states, dout, dlast, du_s, ddelta, dA_p, dBp, dCp, dD_p, dbias_p, dz)),
             )
-        if ctx.hw is not None:  # fused SS2D: merge the per-direction du back onto the map
-            from .cross_scan import merge_directions
-
-            du_s = merge_directions(du_s.view(b, d // du, du, length), *ctx.hw)
+        if ctx.walk is not None:  # fused directional scan: merge the per-direction du back onto the map
+            h, w, directions = ctx.walk
+            du_s = directions.merge_values(du_s.view(b, d // du, du, length), h, w)
         dB = dBp[:, :, 0] if splits == 1 else ordered_sum(dBp, 2)
         dC = dCp[:, :, 0] if splits == 1 else ordered_sum(dCp, 2)
         grads = assemble_scan_grads(
@@ -788,7 +789,7 @@ def scan_cpu(
     return _NumbaScan.apply(u, delta, A, B, C, D, z, delta_bias, None, delta_softplus)
 
 
-def ss2d_scan_cpu(
+def directional_scan_cpu(
     x: torch.Tensor,
     delta: torch.Tensor,
     A: torch.Tensor,
@@ -797,14 +798,16 @@ def ss2d_scan_cpu(
     D: torch.Tensor | None,
     delta_bias: torch.Tensor | None,
     delta_softplus: bool,
+    directions: DirectionSet,
 ) -> torch.Tensor:
     """Fused cross-scan + scan + cross-merge on CPU: x (b, du, h, w) -> y (b, du, h*w).
 
-    delta (b, k*du, l), A (k*du, n), B/C (b, g, n, l) with g a multiple of k = 4; the scan input of
-    direction k is read from x through the cross-scan index, and the four outputs are summed in place.
+    delta (b, K*du, l), A (K*du, n), B/C (b, g, n, l) with g a multiple of K = ``directions.k``; the
+    scan input of direction k is read from x through the set's index, and the K outputs are summed in
+    place, in direction order.
     """
     b, du, h, w = x.shape
     y, _ = _NumbaScan.apply(
-        x.reshape(b, du, h * w), delta, A, B, C, D, None, delta_bias, (h, w), delta_softplus
+        x.reshape(b, du, h * w), delta, A, B, C, D, None, delta_bias, (h, w, directions), delta_softplus
     )
     return y

@@ -38,11 +38,13 @@ Kernels:
   is n / BD times the size of u), and summed over the blocks of a group in index order by torch;
   dA is accumulated over the tiles by its own program (read-modify-write of its own entries); the
   dA/dD/delta_bias partials per (batch, channel) are then summed over the batch in order. No atomics.
-* fused SS2D (k = 4): the program of a block of map channels loops over the four directions. Direction
-  k at step t reads u from x at the row-major position computed by index arithmetic (row-major,
-  column-major, both reversed), and adds its output into the merged (b, du, h*w) output at that same
-  position; a ``debug_barrier`` between directions orders these read-modify-writes, which only this
-  program touches, so the merge is deterministic and the four direction copies are never stored.
+* fused directional scan (k > 1 walks of a :class:`~specmamba.ops.directions.DirectionSet`, e.g.
+  SS2D's four): the program of a block of map channels loops over the directions. Direction k at step
+  t reads u from x at the row-major position computed by index arithmetic (bit k of two integer masks:
+  column-major or row-major, backwards or forwards), and adds its output into the merged (b, du, h*w)
+  output at that same position; a ``debug_barrier`` between directions orders these read-modify-writes,
+  which only this program touches, so the merge is deterministic and the direction copies are never
+  stored.
   The backward gathers dout the same way and accumulates dx likewise.
 
 Block sizes (:func:`launch_config`): BL = 128, 8 warps, BD = the largest power of two <= 16 dividing
@@ -65,9 +67,10 @@ import triton
 import triton.language as tl
 
 from ..errors import ConfigError
+from .directions import DirectionSet
 from .scan_grads import assemble_scan_grads, ordered_sum
 
-__all__ = ["scan_triton", "ss2d_scan_triton"]
+__all__ = ["directional_scan_triton", "scan_triton"]
 
 _LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x log2(e))
 _BLOCK_L = 128  # steps per tile; the backward must use the forward's tiles (states are saved per tile)
@@ -87,13 +90,16 @@ def _softplus(x):
 
 
 @triton.jit
-def _src_pos(t, k, L, HH, WW, K: tl.constexpr):
-    """Row-major map position visited by direction k at step t (identity for a plain scan)."""
+def _src_pos(t, k, L, HH, WW, TRANSPOSED, REVERSED, K: tl.constexpr):
+    """Row-major map position visited by direction k at step t (identity for a plain scan).
+
+    Bit k of ``TRANSPOSED`` / ``REVERSED`` says whether walk k is column-major / backwards.
+    """
     if K == 1:
         return t
-    tt = tl.where(k >= 2, L - 1 - t, t)  # directions 2, 3 walk their sequence backwards
+    tt = tl.where(((REVERSED >> k) & 1) == 1, L - 1 - t, t)
     col = (tt % HH) * WW + tt // HH  # column-major walk: step j*h + i visits (i, j)
-    return tl.where(k % 2 == 1, col, tt)
+    return tl.where(((TRANSPOSED >> k) & 1) == 1, col, tt)
 
 
 @triton.jit
@@ -138,6 +144,8 @@ def _fwd_kernel(
     NCHUNK,
     HH,
     WW,
+    TRANSPOSED,
+    REVERSED,
     BLOCK_D: tl.constexpr,
     BLOCK_L: tl.constexpr,
     K: tl.constexpr,
@@ -165,7 +173,7 @@ def _fwd_kernel(
             t = ci * BLOCK_L + ol  # (BL,)
             mt = t < L
             m2 = mc[:, None] & mt[None, :]
-            pos = _src_pos(t, k, L, HH, WW, K)
+            pos = _src_pos(t, k, L, HH, WW, TRANSPOSED, REVERSED, K)
             u = tl.load(u_ptr + (pid_b * DU + oc[:, None]) * L + pos[None, :], mask=m2, other=0.0).to(
                 tl.float32
             )
@@ -233,6 +241,8 @@ def _bwd_kernel(
     NCHUNK,
     HH,
     WW,
+    TRANSPOSED,
+    REVERSED,
     BLOCK_D: tl.constexpr,
     BLOCK_L: tl.constexpr,
     K: tl.constexpr,
@@ -265,7 +275,7 @@ def _bwd_kernel(
             t = ci * BLOCK_L + ol
             mt = t < L
             m2 = mc[:, None] & mt[None, :]
-            pos = _src_pos(t, k, L, HH, WW, K)
+            pos = _src_pos(t, k, L, HH, WW, TRANSPOSED, REVERSED, K)
             u = tl.load(u_ptr + (pid_b * DU + oc[:, None]) * L + pos[None, :], mask=m2, other=0.0).to(
                 tl.float32
             )
@@ -383,11 +393,21 @@ def check_offsets_fit_int32(b: int, d: int, length: int, n: int, block_d: int) -
         )
 
 
+def _walk_args(walk: tuple[int, int, DirectionSet] | None) -> tuple[int, int, int, int]:
+    """(h, w, TRANSPOSED, REVERSED) kernel arguments: bit k of the masks describes walk k."""
+    if walk is None:
+        return 1, 1, 0, 0
+    h, w, directions = walk
+    transposed = sum(1 << k for k, wk in enumerate(directions.walks) if wk.transpose)
+    reversed_ = sum(1 << k for k, wk in enumerate(directions.walks) if wk.reverse)
+    return h, w, transposed, reversed_
+
+
 class _TritonScan(torch.autograd.Function):
-    """Autograd wrapper; ``hw`` is None for a plain scan, (h, w) for the fused SS2D form."""
+    """Autograd wrapper; ``walk`` is None for a plain scan, (h, w, walk set) for the fused form."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, hw, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus):
         b, du, length = u.shape
         d, n = A.shape
         g = B.shape[1]
@@ -406,7 +426,7 @@ class _TritonScan(torch.autograd.Function):
         # the state at every tile start (tile 0's, zero, is never written): the carry between tiles,
         # and what the backward recomputes the states from
         states = torch.empty(b, d, nchunk, n, device=dev, dtype=torch.float32)
-        hh, ww = hw if hw is not None else (1, 1)
+        hh, ww, transposed, reversed_ = _walk_args(walk)
         grid = (b, triton.cdiv(du, cfg["BLOCK_D"]))
         _fwd_kernel[grid](
             *cont,
@@ -424,6 +444,8 @@ class _TritonScan(torch.autograd.Function):
             nchunk,
             hh,
             ww,
+            transposed,
+            reversed_,
             K=K,
             HAS_D=D is not None,
             HAS_Z=z is not None,
@@ -433,7 +455,7 @@ class _TritonScan(torch.autograd.Function):
         )
         if save:
             ctx.save_for_backward(*cont, Dc, zc, bc, states)
-            ctx.meta = (hw, bool(delta_softplus), D is not None, z is not None, delta_bias is not None)
+            ctx.meta = (walk, bool(delta_softplus), D is not None, z is not None, delta_bias is not None)
             ctx.dtypes = tuple(
                 t.dtype if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)
             )
@@ -443,7 +465,7 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlast):
         u, delta, A, B, C, D, z, bias, states = ctx.saved_tensors
-        hw, delta_softplus, has_d, has_z, has_bias = ctx.meta
+        walk, delta_softplus, has_d, has_z, has_bias = ctx.meta
         b, du, length = u.shape
         d, n = A.shape
         g = B.shape[1]
@@ -466,7 +488,7 @@ class _TritonScan(torch.autograd.Function):
         dD_p = torch.empty(b, d, **f32)
         dbias_p = torch.empty(b, d, **f32)
         dz = torch.empty(b, d, length, **f32) if has_z else ddelta
-        hh, ww = hw if hw is not None else (1, 1)
+        hh, ww, transposed, reversed_ = _walk_args(walk)
         grid = (b, triton.cdiv(du, bd))
         _bwd_kernel[grid](
             u,
@@ -496,6 +518,8 @@ class _TritonScan(torch.autograd.Function):
             nchunk,
             hh,
             ww,
+            transposed,
+            reversed_,
             K=K,
             HAS_D=has_d,
             HAS_Z=has_z,
@@ -531,7 +555,7 @@ def scan_triton(
     return _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, None, delta_softplus)
 
 
-def ss2d_scan_triton(
+def directional_scan_triton(
     x: torch.Tensor,
     delta: torch.Tensor,
     A: torch.Tensor,
@@ -540,10 +564,11 @@ def ss2d_scan_triton(
     D: torch.Tensor | None,
     delta_bias: torch.Tensor | None,
     delta_softplus: bool,
+    directions: DirectionSet,
 ) -> torch.Tensor:
-    """Fused cross-scan + scan + cross-merge: x (b, du, h, w) -> y (b, du, h*w), see the module docstring."""
+    """Fused cross-scan + scan + cross-merge along a walk set: x (b, du, h, w) -> y (b, du, h*w)."""
     b, du, h, w = x.shape
     y, _ = _TritonScan.apply(
-        x.reshape(b, du, h * w), delta, A, B, C, D, None, delta_bias, (h, w), delta_softplus
+        x.reshape(b, du, h * w), delta, A, B, C, D, None, delta_bias, (h, w, directions), delta_softplus
     )
     return y

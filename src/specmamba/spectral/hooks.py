@@ -18,12 +18,14 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..models.interface import validate_feature_info
 
 __all__ = ["FeatureCapture", "stage_points", "to_bchw"]
 
 
 def stage_points(model: nn.Module) -> list[dict[str, Any]]:
-    """The model's ``feature_info`` entries, checked: each names an existing module.
+    """The model's ``feature_info`` entries, checked against the model interface
+    (:func:`~specmamba.models.interface.validate_feature_info`) and each naming an existing module.
 
     Raises ConfigError for a model that declares no stages (the audit cannot measure it).
     """
@@ -35,6 +37,7 @@ def stage_points(model: nn.Module) -> list[dict[str, Any]]:
             "audit has nothing to measure; give the model a feature_info list of "
             "{num_chs, reduction, module} dicts (see specmamba.models.interface)."
         )
+    validate_feature_info(info, f"model {name}")
     points = []
     for i, entry in enumerate(info):
         try:

@@ -99,8 +99,10 @@ def test_kwargs():
     [
         ({"dims": [8, 16, 24, 64]}, "dims must double"),
         ({"dims": 6}, "multiple of 4"),
-        ({"depths": [1, 1, 1]}, "depths must be 4 integers"),
-        ({"depths": [1, 0, 1, 1]}, "depths must be 4 integers >= 1"),
+        ({"depths": []}, "depths must be one or more integers"),
+        ({"depths": [1, 0, 1, 1]}, "depths must be one or more integers >= 1"),
+        ({"depths": [1, 1, 1]}, "depths_decoder must be 3 integers"),  # one decoder stage per encoder stage
+        ({"patch_size": 3}, "multiple of 3 \\(patch_size"),
         ({"depths_decoder": "abc"}, "depths_decoder"),
         ({"d_state": 0}, "d_state"),
         ({"drop_path_rate": 1.0}, "drop_path_rate"),
@@ -327,3 +329,23 @@ def test_load_checkpoint_reports_specmamba_checkpoints_and_non_strict_loads(tmp_
     ]
     with pytest.raises(CheckpointError, match="no tensor that"):
         load_checkpoint(create_model("test_vmunet"), {"other.weight": torch.zeros(1)}, strict=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs,multiple",
+    [
+        ({"depths": (1, 1, 1), "depths_decoder": (1, 1, 1)}, 16),  # three stages: p * 2^2
+        ({"patch_size": 2}, 16),  # the final expanding undoes any patch size
+        ({"depths": (1,), "depths_decoder": (1,), "patch_size": 8, "dims": 16}, 8),
+    ],
+)
+def test_stage_count_follows_depths_and_patch_size_is_undone(kwargs, multiple):
+    torch.manual_seed(0)
+    model = create_model("test_vmunet", **kwargs).eval()
+    assert model.input_multiple == multiple
+    stages = len(kwargs.get("depths", (1, 1, 1, 1)))
+    assert [f["reduction"] for f in model.feature_info] == [model.patch_size * 2**i for i in range(stages)]
+    x = torch.randn(1, 3, 2 * multiple, 3 * multiple)
+    with torch.no_grad():
+        assert model(x).shape == (1, 1, 2 * multiple, 3 * multiple)
+        assert len(model.forward_intermediates(x)) == stages

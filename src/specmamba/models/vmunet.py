@@ -1,6 +1,7 @@
 """VM-UNet: Vision Mamba UNet for medical image segmentation (Ruan et al. 2024, arXiv:2402.02491).
 
-A U-shaped network of visual state-space (VSS) blocks (REFERENCE.md section 2):
+A U-shaped network of visual state-space (VSS) blocks (REFERENCE.md section 2), built on the
+channels-last U-Net skeleton (``unet_skeleton.py``) with the VSS block and additive skips:
 
 * patch embed: conv 4x4 stride 4 (in_chans -> C0), LayerNorm, channels last;
 * encoder: four stages at widths C0 * (1, 2, 4, 8); stage i = depths[i] VSS blocks, then (i < 3)
@@ -10,6 +11,9 @@ A U-shaped network of visual state-space (VSS) blocks (REFERENCE.md section 2):
   output is never a skip), patch expanding x2 (Linear 2c -> 4c, pixel shuffle, LayerNorm), blocks;
 * final expanding x4 (Linear C0 -> 4 C0, 4x4 pixel shuffle to C0/4 channels, LayerNorm) and a 1x1
   conv to the class logits.
+
+The number of stages follows ``depths`` and the final expanding follows ``patch_size``, so other
+configurations than the paper's (three stages, patch 2) also return logits at the input size.
 
 Stochastic depth (drop path 0.2 by default) rises linearly over the encoder blocks and falls linearly
 over the decoder blocks. The official wrapper applies a sigmoid inside ``forward`` for one class;
@@ -25,8 +29,8 @@ official state dict loads once its ``vmunet.`` prefix is removed; :meth:`VMUNet.
 ``feature_info`` names, per encoder stage, a parameter-free ``layers.{i}.stage_out`` whose output is
 the stage's VSS-block output before patch merging, as (B, C, H, W).
 
-Shape letters: B batch, H/W input height/width (multiples of 32), h/w map size of a stage, C/c widths,
-K classes (``num_classes``).
+Shape letters: B batch, H/W input height/width (multiples of 32 in the paper's configuration), h/w
+map size of a stage, C/c widths, K classes (``num_classes``).
 """
 
 from __future__ import annotations
@@ -38,96 +42,30 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..layers.drop_path import linear_drop_path_rates
-from ..layers.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D
 from ..layers.scan_backend import check_scan_backend
 from ..layers.ss2d import SS2D, init_linear_
 from ..layers.vss_block import VSSBlock
-from .hook_points import ChannelsFirst
-from .interface import SegmentationModel, make_feature_info, run_encoder_stages
 from .registry import register_model
+from .unet_skeleton import ChannelsLastUNet
 from .weights import ConvertedStateDict
 
-__all__ = ["VMUNet", "VSSStage", "VSSUpStage", "test_vmunet", "vmunet", "vmunet_deep"]
+__all__ = ["VMUNet", "test_vmunet", "vmunet", "vmunet_deep"]
 
 
-class VSSStage(nn.Module):
-    """Encoder stage: VSS blocks, then optional patch merging -> (stage map (B, C, h, w), next input)."""
-
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        drop_path: Sequence[float],
-        d_state: int,
-        scan_backend: str,
-        downsample: bool,
-    ) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(
-            [VSSBlock(dim, drop_path[j], d_state=d_state, scan_backend=scan_backend) for j in range(depth)]
-        )
-        self.stage_out = ChannelsFirst()
-        self.downsample = PatchMerging2D(dim) if downsample else None
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        for block in self.blocks:
-            x = block(x)
-        feature = self.stage_out(x)  # (B, C, h, w) view of the channels-last map
-        return feature, (self.downsample(x) if self.downsample is not None else x)
-
-
-class VSSUpStage(nn.Module):
-    """Decoder stage: optional patch expanding x2 (2c -> c), then VSS blocks; channels last."""
-
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        drop_path: Sequence[float],
-        d_state: int,
-        scan_backend: str,
-        upsample: bool,
-    ) -> None:
-        super().__init__()
-        self.upsample = PatchExpand2D(2 * dim, dim, 2) if upsample else None
-        self.blocks = nn.ModuleList(
-            [VSSBlock(dim, drop_path[j], d_state=d_state, scan_backend=scan_backend) for j in range(depth)]
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.upsample is not None:
-            x = self.upsample(x)
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-
-def _as_list(name: str, value: Any, label: str, length: int = 4, minimum: int = 0) -> list[int]:
-    try:
-        out = [int(v) for v in value]
-    except (TypeError, ValueError):
-        out = []
-    if len(out) != length or any(v < minimum for v in out) or any(isinstance(v, bool) for v in value):
-        raise ConfigError(
-            f"{label}: {name} must be {length} integers >= {minimum} (one per stage); got {value!r}."
-        )
-    return out
-
-
-class VMUNet(SegmentationModel):
-    """VM-UNet; returns logits (B, num_classes, H, W) for H and W multiples of 32.
+class VMUNet(ChannelsLastUNet):
+    """VM-UNet; returns logits (B, num_classes, H, W) for H and W multiples of p * 2^(S-1) (32 for the
+    paper's four stages and p = 4).
 
     Args:
         in_chans: input channels (any positive int).
         num_classes: 1 for binary segmentation (one logit channel), K >= 2 for K classes.
-        dims: encoder widths, an int C0 (-> C0 * (1, 2, 4, 8)) or four widths each twice the last;
-            C0 must be divisible by 4 (the final x4 expanding).
-        depths: VSS blocks per encoder stage.
-        depths_decoder: VSS blocks per decoder stage (deepest first).
+        dims: encoder widths, an int C0 (-> C0 * 2^i) or one width per stage, each twice the last;
+            C0 must be divisible by ``patch_size`` (the final expanding).
+        depths: VSS blocks per encoder stage; its length is the number of stages S (4 in the paper).
+        depths_decoder: VSS blocks per decoder stage (deepest first), S of them.
         d_state: SS2D state size N.
         drop_path_rate: largest stochastic-depth rate (linear over the encoder, reversed over the decoder).
-        patch_size: patch embedding stride (4).
+        patch_size: patch embedding stride (4), undone by the final expanding.
         scan_backend: selective-scan backend of every SS2D: ``auto`` | ``ref`` | ``cpu`` | ``triton`` |
             ``mamba_ssm`` (see :func:`specmamba.ops.selective_scan`); changeable later with
             :meth:`set_scan_backend`.
@@ -147,86 +85,20 @@ class VMUNet(SegmentationModel):
         scan_backend: str = "auto",
         model_name: str | None = None,
     ) -> None:
-        super().__init__(in_chans, num_classes, model_name)
-        label = self.model_name or type(self).__name__
-        if isinstance(dims, int) and not isinstance(dims, bool):
-            dims = [dims * 2**i for i in range(4)]
-        dims = _as_list("dims", dims, label, minimum=1)
-        if any(dims[i + 1] != 2 * dims[i] for i in range(3)) or dims[0] % 4:
-            raise ConfigError(
-                f"{label}: dims must double from stage to stage (patch merging maps c to 2c) and start with "
-                f"a multiple of 4 (the final x4 expanding), e.g. 96 or [96, 192, 384, 768]; got {dims}."
-            )
-        depths = _as_list("depths", depths, label, minimum=1)
-        depths_decoder = _as_list("depths_decoder", depths_decoder, label)
+        label = model_name or type(self).model_name or type(self).__name__
         if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 1:
             raise ConfigError(
                 f"{label}: d_state must be a positive integer (16 in VM-UNet); got {d_state!r}."
             )
-        if not 0.0 <= float(drop_path_rate) < 1.0:
-            raise ConfigError(f"{label}: drop_path_rate must lie in [0, 1); got {drop_path_rate!r}.")
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-            raise ConfigError(
-                f"{label}: patch_size must be a positive integer (4 in VM-UNet); got {patch_size!r}."
-            )
-        check_scan_backend(scan_backend)
-        self.dims, self.depths, self.depths_decoder = dims, depths, depths_decoder
-        self.d_state, self.drop_path_rate, self.patch_size = d_state, float(drop_path_rate), patch_size
-        self.input_multiple = patch_size * 2 ** (len(dims) - 1)
-
-        self.patch_embed = PatchEmbed2D(patch_size, in_chans, dims[0])
-        enc_rates = linear_drop_path_rates(self.drop_path_rate, depths)
-        self.layers = nn.ModuleList(
-            [
-                VSSStage(dims[i], depths[i], enc_rates[i], d_state, scan_backend, downsample=i < 3)
-                for i in range(4)
-            ]
+        # read by make_block during the skeleton's construction
+        self.d_state, self._scan_backend = d_state, check_scan_backend(scan_backend)
+        super().__init__(
+            in_chans, num_classes, dims, depths, depths_decoder, drop_path_rate, patch_size, model_name
         )
-        # Decoder rates: the encoder rule over the decoder's blocks, reversed (largest first).
-        flat = [r for stage in linear_drop_path_rates(self.drop_path_rate, depths_decoder) for r in stage]
-        flat.reverse()
-        dec_rates, start = [], 0
-        for depth in depths_decoder:
-            dec_rates.append(flat[start : start + depth])
-            start += depth
-        dims_decoder = dims[::-1]
-        self.layers_up = nn.ModuleList(
-            [
-                VSSUpStage(
-                    dims_decoder[i], depths_decoder[i], dec_rates[i], d_state, scan_backend, upsample=i > 0
-                )
-                for i in range(4)
-            ]
-        )
-        self.final_up = FinalPatchExpand2D(dims[0], 4)
-        self.final_conv = nn.Conv2d(dims[0] // 4, num_classes, kernel_size=1)
         _init_weights(self)
-        self.feature_info = make_feature_info(
-            dims, [patch_size * 2**i for i in range(4)], [f"layers.{i}.stage_out" for i in range(4)]
-        )
 
-    # -- forward -------------------------------------------------------------------------------------
-
-    def _encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """(stage maps (B, C_i, h_i, w_i), stage inputs (channels last), deepest output (channels last))."""
-        return run_encoder_stages(self.layers, self.patch_embed(x))  # stages start at (B, H/4, W/4, C0)
-
-    def forward_intermediates(self, x: Tensor) -> list[Tensor]:
-        """The four encoder stage maps (VSS-block outputs before patch merging), (B, C_i, H/r_i, W/r_i)."""
-        self.check_input(x)
-        return self._encode(x)[0]
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Image batch (B, in_chans, H, W), H and W multiples of 32 -> logits (B, num_classes, H, W)."""
-        self.check_input(x)
-        _, skips, x = self._encode(x)
-        for i, stage in enumerate(self.layers_up):
-            # Stage i >= 1 adds the input of encoder stage 4 - i (same width and size as x).
-            x = stage(x if i == 0 else x + skips[-i])
-        x = self.final_up(x)  # (B, H, W, C0 / 4)
-        return self.final_conv(x.permute(0, 3, 1, 2)).contiguous()  # (B, K, H, W)
-
-    # -- checkpoints ---------------------------------------------------------------------------------
+    def make_block(self, dim: int, drop_path: float, stage: int, decoder: bool) -> nn.Module:
+        return VSSBlock(dim, drop_path, d_state=self.d_state, scan_backend=self._scan_backend)
 
     def convert_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor] | ConvertedStateDict:
         """Hook of :func:`specmamba.models.weights.load_checkpoint` for foreign layouts.

@@ -6,11 +6,12 @@ REFERENCE.md section 2), scans each with its own parameters, and merges the K ou
 row-major order. :func:`cross_scan` / :func:`cross_merge` are the set's scan and merge (exact
 adjoints); :func:`ss2d_selective_scan` does cross-scan + selective scan + cross-merge in one call.
 
-The ``cpu`` backend fuses the three for any direction set (it reads the scan input straight from x
-through the set's index and accumulates the merged output), the ``triton`` backend for walk sets
-(positions by index arithmetic); so the K direction copies of x and of y are never materialised.
-Other backends, and Triton with a permutation set, run the plain composition (which is also the
-fused kernels' reference).
+The ``cpu`` backend fuses the three for any direction set: each direction reads x along its walk
+(column-major walks from one transposed copy of x) instead of from K cross-scanned copies, and its
+output is merged by the set's strided merge. The ``triton`` backend fuses walk sets entirely
+(positions by index arithmetic, outputs accumulated in the kernel), so neither the K copies of x nor
+those of y exist there. Other backends, and Triton with a permutation set, run the plain
+composition, which is also the fused kernels' reference.
 
 Shape letters: b batch, d channels of the map (SS2D's inner width), h, w map size, l = h*w,
 K directions, n state size, g groups of B/C (a multiple of K: SS2D has one B/C per direction).

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from specmamba.errors import ConfigError
-from specmamba.ops import cross_merge, cross_scan, direction_index, ss2d_selective_scan
+from specmamba.ops import cross_merge, cross_scan, direction_index, selective_scan, ss2d_selective_scan
 
 
 def test_cross_scan_order_on_a_labelled_map():
@@ -91,3 +91,20 @@ def test_fused_ss2d_accepts_three_dim_delta_and_checks_shapes():
         ss2d_selective_scan(**{**inputs, "B": inputs["B"][:, :2], "C": inputs["C"][:, :2]}, backend="cpu")
     with pytest.raises(ConfigError, match="x must be"):
         ss2d_selective_scan(**{**inputs, "x": inputs["x"][0]}, backend="cpu")
+
+
+def test_fused_cpu_is_bitwise_the_composition_with_the_cpu_scan():
+    """The fused CPU path only changes where the inputs are read from: same math, same merge order."""
+    pytest.importorskip("numba")
+    inputs = _ss2d_inputs(2, 20, 6, 5, 8, seed=3)
+    fused = _run_ss2d(inputs, "cpu")
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    b, d, h, w = inputs["x"].shape
+    xs = cross_scan(leaves["x"]).reshape(b, 4 * d, h * w)
+    rest = {k: v for k, v in leaves.items() if k not in ("x", "delta")}
+    delta = leaves["delta"].reshape(b, 4 * d, h * w)
+    ys = selective_scan(xs, delta, **rest, delta_softplus=True, backend="cpu")
+    y = cross_merge(ys.view(b, 4, d, h * w), h, w)
+    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(9)))
+    for name, a, r in zip(["y", *inputs], fused, [y.detach()] + [leaves[k].grad for k in inputs]):
+        assert torch.equal(a, r), name

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import specmamba.metrics.table as table_module
+import specmamba.atomic as atomic_module
 from specmamba.errors import ConfigError
 from specmamba.metrics import (
     CASE_METRICS,
@@ -151,10 +151,10 @@ def test_json_nan_is_null_and_failed_write_keeps_old_file(tmp_path: Path, monkey
     before = csv_path.read_text()
 
     class Boom(csv.DictWriter):
-        def writerows(self, rows):  # noqa: ANN001
+        def writerow(self, row):  # noqa: ANN001
             raise RuntimeError("disk full")
 
-    monkeypatch.setattr(table_module.csv, "DictWriter", Boom)
+    monkeypatch.setattr(atomic_module.csv, "DictWriter", Boom)
     table.add("y", {"dice": 1.0})
     with pytest.raises(RuntimeError, match="disk full"):
         table.write_csv(csv_path)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import json
 import os
 import re
 import statistics
@@ -34,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write_text
+from ..atomic import write_json
 
 __all__ = ["Timing", "format_table", "peak_extra_bytes", "publish", "synchronize", "time_ms"]
 
@@ -147,4 +146,4 @@ def publish(
     if verbose:
         print(render(result))
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+        write_json(json_path, result)

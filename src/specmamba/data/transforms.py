@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_write_text
+from ..atomic import write_json
 from ..errors import ConfigError, DataError
 from .io import read_image
 from .layouts import SamplePair
@@ -260,7 +260,7 @@ def compute_mean_std(
         "std": list(result[1]),
     }
     try:
-        atomic_write_text(cache_file, json.dumps(payload, indent=1) + "\n")
+        write_json(cache_file, payload, indent=1)
     except OSError as exc:  # a read-only home must not stop training
         warnings.warn(f"could not write the mean/std cache {cache_file}: {exc}", stacklevel=2)
     return result

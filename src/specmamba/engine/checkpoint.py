@@ -2,7 +2,7 @@
 
 A checkpoint is a plain dict saved with ``torch.save`` and loadable with
 ``torch.load(path, weights_only=True)``: model name + kwargs + state dict (enough to rebuild the model
-anywhere, see ``specmamba.models.rebuild.build_model_from_checkpoint``), the resolved training config,
+anywhere, see ``specmamba.models.rebuild``), the criterion's state, the resolved training config,
 the normalisation statistics, and for resuming the optimizer, scheduler, epoch, best score and RNG
 states. Only tensors and Python primitives go in, never pickled objects.
 """
@@ -18,13 +18,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError
-from ..models.checkpoint_file import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_FORMAT_VERSION,
-    is_specmamba_checkpoint,
-    read_checkpoint,
-)
-from ..models.rebuild import build_model_from_checkpoint
+from ..models.checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -118,19 +112,3 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     """Write ``ckpt`` to ``path`` atomically (an interrupted save leaves the old file intact)."""
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-
-
-def load_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], nn.Module]:
-    """(checkpoint dict, model with its weights) of a checkpoint written by ``specmamba train``.
-
-    Evaluation and prediction need the training config (image size, channels, classes, split) and the
-    normalisation stored in such a checkpoint; anything else raises CheckpointError naming the file.
-    """
-    ckpt = read_checkpoint(path)
-    if not is_specmamba_checkpoint(ckpt) or not {"config", "normalization"} <= set(ckpt):
-        raise CheckpointError(
-            f"{path} is not a checkpoint written by `specmamba train` (it lacks the model name, training "
-            "config or normalisation). Pass a run's checkpoint_best.pt or checkpoint_last.pt; to load bare "
-            "weights into a model use specmamba.create_model(NAME, checkpoint_path=PATH)."
-        )
-    return ckpt, build_model_from_checkpoint(ckpt, source=str(path))

@@ -7,7 +7,6 @@ image size, then binarised; metrics compare them with the original, unresized ma
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_write_text
+from ..atomic import write_json
 from ..data import SegmentationDataset, find_pairs, read_mask, select_split, validate_pairs
+from ..inference import autocast, case_labels, resolve_device
 from ..metrics import MetricTable, case_metrics_multiclass
-from .checkpoint import load_training_checkpoint
-from .inference import autocast, case_labels, resolve_device
+from ..models.rebuild import load_training_checkpoint
 
 
 def evaluate(
@@ -83,6 +82,6 @@ def evaluate(
         **table.summary(),
     }
     table.write_csv(out_dir / "per_case.csv")
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_json(out_dir / "summary.json", summary)
     summary["out"] = str(out_dir)
     return summary

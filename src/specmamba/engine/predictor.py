@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..data import ImageFolderDataset, list_images, read_image
-from .checkpoint import load_training_checkpoint
-from .inference import autocast, case_labels, resolve_device
+from ..inference import autocast, case_labels, resolve_device
+from ..models.rebuild import load_training_checkpoint
 
 OVERLAY_COLOURS = np.array(
     [[0, 0, 0], [255, 60, 60], [60, 200, 60], [60, 120, 255], [255, 200, 0], [200, 60, 255]], dtype=np.uint8

@@ -13,7 +13,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..atomic import atomic_path, atomic_write_text
+from ..atomic import atomic_path, write_json
 from ..errors import CheckpointError
 from ..models.interface import architecture_kwargs
 from ..models.rebuild import rebuild_model
@@ -33,7 +33,7 @@ def export_release(ckpt: dict[str, Any], folder: str | Path) -> Path:
     state = {k: v.contiguous() for k, v in ckpt["state_dict"].items()}
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "specmamba-release", "model_name": ckpt["model_name"]})
-    atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
+    write_json(folder / "config.json", config)
     return folder
 
 

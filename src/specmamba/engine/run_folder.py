@@ -8,13 +8,11 @@ Layout (DESIGN.md "Run folder"): ``config.yaml`` (resolved config), ``metrics.cs
 from __future__ import annotations
 
 import csv
-import io
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
+from ..atomic import write_csv, write_json
 from ..errors import ConfigError
 
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "checkpoint_best.pt", "checkpoint_last.pt")
@@ -64,16 +62,8 @@ class RunFolder:
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite metrics.csv with all epoch rows so far (atomic, so a crash never truncates it)."""
-        if not rows:
-            return
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.metrics, buf.getvalue())
+        if rows:
+            write_csv(self.metrics, rows)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.is_file():
@@ -82,7 +72,7 @@ class RunFolder:
             return [_parse_row(row) for row in csv.DictReader(fh)]
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.summary, json.dumps(summary, indent=2) + "\n")
+        write_json(self.summary, summary)
 
 
 def _parse_row(row: dict[str, str]) -> dict[str, Any]:

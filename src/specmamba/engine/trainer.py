@@ -52,6 +52,7 @@ from ..data import (
     validate_pairs,
 )
 from ..errors import ConfigError, InputSizeError, TrainingDivergedError
+from ..inference import autocast, logits_to_labels, resolve_device
 from ..losses import SegCriterion, build_criterion
 from ..metrics import dice, iou
 from ..models.checkpoint_file import read_checkpoint
@@ -69,7 +70,6 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from .inference import autocast, logits_to_labels, resolve_device
 from .release import export_release
 from .run_folder import RunFolder
 from .schedule import warmup_cosine

@@ -12,8 +12,6 @@ Shape letters: H height, W width; K number of classes including background (labe
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import numbers
 import os
@@ -23,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_open, atomic_write_text
+from ..atomic import write_csv as write_table
+from ..atomic import write_json
 from ..errors import ConfigError
 from ._masks import MaskLike, as_binary_pair
 from .boundary import boundary_f1
@@ -217,11 +216,8 @@ class MetricTable:
 
     def write_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one row per case (header ``case,<metrics...>``), atomically; missing cells are empty."""
-        with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns, restval="")
-            writer.writeheader()
-            writer.writerows(self._rows)
+        write_table(path, self._rows, self.columns)
 
     def write_summary_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`summary` as indented JSON, atomically; non-finite values become null."""
-        atomic_write_text(path, json.dumps(_json_safe(self.summary()), indent=2) + "\n")
+        write_json(path, _json_safe(self.summary()))

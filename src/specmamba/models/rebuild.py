@@ -9,6 +9,7 @@ engine (evaluate, predict, release) and the spectral audit rebuild models only t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -19,7 +20,7 @@ from .interface import architecture_kwargs
 from .registry import create_model, is_model, list_models
 from .weights import load_checkpoint
 
-__all__ = ["build_model_from_checkpoint", "rebuild_model"]
+__all__ = ["build_model_from_checkpoint", "load_training_checkpoint", "rebuild_model"]
 
 
 def build_model_from_checkpoint(
@@ -63,3 +64,19 @@ def rebuild_model(name: str, saved_kwargs: Any, source: str, **overrides: Any) -
             f"models: {', '.join(list_models(include_test=False))}."
         )
     return create_model(name, **kwargs)
+
+
+def load_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], nn.Module]:
+    """(checkpoint dict, model with its weights) of a checkpoint written by ``specmamba train``.
+
+    Evaluation and prediction need the training config (image size, channels, classes, split) and the
+    normalisation stored in such a checkpoint; anything else raises CheckpointError naming the file.
+    """
+    ckpt = read_checkpoint(path)
+    if not is_specmamba_checkpoint(ckpt) or not {"config", "normalization"} <= set(ckpt):
+        raise CheckpointError(
+            f"{path} is not a checkpoint written by `specmamba train` (it lacks the model name, training "
+            "config or normalisation). Pass a run's checkpoint_best.pt or checkpoint_last.pt; to load bare "
+            "weights into a model use specmamba.create_model(NAME, checkpoint_path=PATH)."
+        )
+    return ckpt, build_model_from_checkpoint(ckpt, source=str(path))

@@ -30,7 +30,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from monai.networks.nets import ResNet
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError
@@ -108,7 +107,7 @@ def convert_torchvision_resnet(
 
 
 def load_resnet_encoder_weights(
-    encoder: ResNet, checkpoint: str | os.PathLike[str] | Mapping[str, Any]
+    encoder: nn.Module, checkpoint: str | os.PathLike[str] | Mapping[str, Any]
 ) -> LoadReport:
     """Load a local torchvision/timm-layout ResNet checkpoint into a MONAI ResNet ``encoder``.
 
@@ -184,6 +183,8 @@ class UNetResNet(SegmentationModel):
                 f"{label}: needs 4 encoder stages (layers, widths) and 5 decoder_channels; got "
                 f"layers={tuple(layers)}, widths={tuple(widths)}, decoder_channels={tuple(decoder_channels)}."
             )
+        from monai.networks.nets import ResNet  # MONAI is imported when a MONAI-backed model is built
+
         self.encoder = ResNet(
             block=block,
             layers=list(layers),

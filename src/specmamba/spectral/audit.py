@@ -22,10 +22,8 @@ Output folder (every file written atomically):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -37,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_open, atomic_path, atomic_write_text
+from ..atomic import atomic_path, write_csv, write_json
 from ..data import find_pairs, select_split, validate_pairs
-from ..engine.checkpoint import load_training_checkpoint
-from ..engine.inference import resolve_device
 from ..errors import ConfigError, DataError
+from ..inference import resolve_device
+from ..models.rebuild import load_training_checkpoint
 from .collect import AuditedModel, CheckpointResult, collect_checkpoint
 from .figures import write_all_figures
 from .hooks import stage_points
@@ -170,24 +168,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else f"{value:.8g}"
-    return value
-
-
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows (dicts with the same keys) as a CSV, atomically; None becomes an empty cell."""
-    columns = list(rows[0]) if rows else []
-    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(row.get(k)) for k in columns})
+def _shown(value: float | None) -> str:
+    """A correlation figure as the report's summary shows it (8 significant digits, '' if undefined)."""
+    return f"{value:.8g}" if value is not None and math.isfinite(value) else ""
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -252,7 +235,7 @@ def _report_summary(headline: dict[str, Any]) -> dict[str, Any]:
         if one_px is not None:
             summary[f"{arch}: shift IoU, 1 px horizontal cyclic{suffix}"] = one_px
     for name, value in headline["correlations"].items():
-        summary[f"{name.replace('_', ' ')} (r, p)"] = f"{_cell(value['r'])}, {_cell(value['p'])}"
+        summary[f"{name.replace('_', ' ')} (r, p)"] = f"{_shown(value['r'])}, {_shown(value['p'])}"
     return summary
 
 
@@ -396,7 +379,7 @@ def run_audit(
         "software": provenance["software"],
         "seconds": round(time.perf_counter() - start, 1),
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_json(out / "summary.json", summary, default=_json_default)
     write_report(
         out / "report.html",
         title=f"Spectral audit of {', '.join(e.label for e in entries)} on {Path(data).name} ({split})",

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import SamplePair, SegmentationDataset, read_mask
-from ..engine.inference import case_labels
+from ..inference import case_labels
 from ..metrics import case_metrics
 from .hooks import FeatureCapture
 from .measures import (

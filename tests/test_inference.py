@@ -3,14 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specmamba.engine.inference import (
+from specmamba.errors import ConfigError
+from specmamba.inference import (
     logits_to_labels,
     logits_to_probs,
     probs_to_labels,
     resize_logits,
     resolve_device,
 )
-from specmamba.errors import ConfigError
 
 
 def test_resolve_device():

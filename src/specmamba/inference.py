@@ -1,7 +1,9 @@
 """Shared inference helpers: device choice, autocast, logits -> label maps, resizing back.
 
-The models return logits; these helpers are the single place where logits become probabilities or
-labels (num_classes == 1: sigmoid, threshold 0.5; num_classes >= 2: softmax / argmax).
+A neutral module (like ``errors``): the engine (training, evaluation, prediction) and the spectral
+audit both use it, so neither imports the other. The models return logits; these helpers are the
+single place where logits become probabilities or labels (num_classes == 1: sigmoid, threshold 0.5;
+num_classes >= 2: softmax / argmax).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:

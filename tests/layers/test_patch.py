@@ -94,3 +94,40 @@ def test_final_patch_expand_x4():
     assert final(torch.randn(1, 2, 3, 96)).shape == (1, 8, 12, 24)
     with pytest.raises(ValueError, match="divisible"):
         FinalPatchExpand2D(10)
+
+
+# The expanding as Swin-Unet uses it too (one set of patch layers serves both U-Nets).
+
+
+def _norm_input(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What ``module.norm`` receives when ``module`` runs on ``x``."""
+    seen = {}
+    handle = module.norm.register_forward_hook(lambda m, inp, out: seen.setdefault("x", inp[0]))
+    module(x)
+    handle.remove()
+    return seen["x"]
+
+
+@pytest.mark.parametrize("scale,dim,out_dim", [(2, 8, 4), (4, 4, 4), (3, 2, 5)])
+def test_patch_expand_places_channel_groups_for_any_scale_and_width(scale, dim, out_dim):
+    torch.manual_seed(2)
+    expand = PatchExpand2D(dim, out_dim, scale)
+    x = torch.randn(2, 3, 2, dim)
+    y = expand(x)
+    assert y.shape == (2, 3 * scale, 2 * scale, out_dim)
+    wide = x @ expand.expand.weight.T  # (B, H, W, r*r*C_out)
+    before_norm = _norm_input(expand, x)
+    for h in range(3):
+        for w in range(2):
+            for i in range(scale):
+                for j in range(scale):
+                    group = wide[:, h, w, (i * scale + j) * out_dim : (i * scale + j + 1) * out_dim]
+                    assert torch.allclose(before_norm[:, h * scale + i, w * scale + j], group, atol=1e-6)
+    assert torch.allclose(y, F.layer_norm(before_norm, (out_dim,), expand.norm.weight, expand.norm.bias))
+    assert expand.expand.bias is None
+
+
+def test_swin_unet_expanding_widths():
+    # Between decoder stages: C -> 2C by the linear, 2 x 2 tokens of C/2; final: C -> 16C, 4 x 4 of C.
+    assert PatchExpand2D(96, 48, 2).expand.weight.shape == (192, 96)
+    assert PatchExpand2D(96, 96, 4).expand.weight.shape == (1536, 96)

@@ -1,7 +1,8 @@
-"""Patch embedding, patch merging and patch expanding of VM-UNet (Ruan et al. 2024, arXiv:2402.02491).
+"""Patch embedding, patch merging and patch expanding of the channels-last U-Nets (VM-UNet, Swin-Unet).
 
-The resolution changes of the VMamba / VM-UNet U-shape, all on channels-last maps (REFERENCE.md
-section 2):
+The resolution changes of the VMamba / VM-UNet U-shape (Ruan et al. 2024, arXiv:2402.02491;
+REFERENCE.md section 2), which are also Swin Transformer's and Swin-Unet's (Liu et al. 2021;
+Cao et al. 2021: the same sub-grid order, the same "(p1 p2 c)" expanding), all on channels-last maps:
 
 * :class:`PatchEmbed2D`: conv p x p stride p (``proj``), then LayerNorm (``norm``): (B, C_in, H, W)
   -> (B, H/p, W/p, C).
@@ -10,8 +11,8 @@ section 2):
   (``reduction``): (B, H, W, C) -> (B, H/2, W/2, 2C).
 * :class:`PatchExpand2D`: Linear C_in -> s*s*C_out without bias (``expand``), a pixel shuffle that
   reads the channel vector as (s1, s2, C_out), LayerNorm(C_out) (``norm``): (B, H, W, C_in) ->
-  (B, s*H, s*W, C_out). The decoder uses s = 2, C_in = 2 C_out; the final expanding
-  (:class:`FinalPatchExpand2D`) s = 4, C_out = C_in / 4.
+  (B, s*H, s*W, C_out). The decoders use s = 2, C_in = 2 C_out; VM-UNet's final expanding
+  (:class:`FinalPatchExpand2D`) s = p, C_out = C_in / p; Swin-Unet's s = p, C_out = C_in.
 
 The channel order of the shuffle (position-major: channel ``(s1 * s + s2) * C_out + c`` goes to pixel
 ``(s * h + s1, s * w + s2)``, channel ``c``) is the official one (einops ``(p1 p2 c)``), which differs

@@ -65,8 +65,8 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError, InputSizeError
 from ..layers.drop_path import linear_drop_path_rates
+from ..layers.patch import PatchEmbed2D, PatchExpand2D, PatchMerging2D
 from ..layers.swin_block import SwinBlocks
-from ..layers.swin_patch import SwinPatchEmbed, SwinPatchExpand, SwinPatchMerging
 from ..layers.window_attention import relative_position_index
 from .checkpoint_file import strip_prefixes
 from .hook_points import ChannelsFirst
@@ -129,7 +129,7 @@ class SwinEncoderStage(nn.Module):
         super().__init__()
         self.blocks = blocks
         self.stage_out = ChannelsFirst()
-        self.downsample = SwinPatchMerging(dim) if downsample else None
+        self.downsample = PatchMerging2D(dim) if downsample else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, h, w, C) -> ((B, C, h, w), (B, h/2, w/2, 2C) or (B, h, w, C) for the last stage)."""
@@ -146,7 +146,7 @@ class SwinDecoderStage(nn.Module):
     def __init__(self, blocks: SwinBlocks, dim: int, upsample: bool) -> None:
         super().__init__()
         self.blocks = blocks
-        self.upsample = SwinPatchExpand(dim, dim // 2, 2) if upsample else None
+        self.upsample = PatchExpand2D(dim, dim // 2, 2) if upsample else None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, h, w, C) -> (B, 2h, 2w, C/2), or (B, h, w, C) without upsampling."""
@@ -234,17 +234,17 @@ class SwinUNet(SegmentationModel):
                 drop_path=rates[stage],
             )
 
-        self.patch_embed = SwinPatchEmbed(in_chans, embed_dim, patch_size)
+        self.patch_embed = PatchEmbed2D(patch_size, in_chans, embed_dim)
         self.pos_drop = nn.Dropout(drop_rate)
         self.layers = nn.ModuleList(SwinEncoderStage(blocks(i), dims[i], downsample=i < 3) for i in range(4))
         self.norm = nn.LayerNorm(dims[3])
         # Decoder stage i works at the width of encoder stage 3 - i.
-        self.layers_up = nn.ModuleList([SwinPatchExpand(dims[3], dims[2], 2)])
+        self.layers_up = nn.ModuleList([PatchExpand2D(dims[3], dims[2], 2)])
         self.layers_up.extend(SwinDecoderStage(blocks(3 - i), dims[3 - i], upsample=i < 3) for i in (1, 2, 3))
         self.concat_back_dim = nn.ModuleList([nn.Identity()])
         self.concat_back_dim.extend(nn.Linear(2 * dims[3 - i], dims[3 - i]) for i in (1, 2, 3))
         self.norm_up = nn.LayerNorm(embed_dim)
-        self.up = SwinPatchExpand(embed_dim, embed_dim, patch_size)
+        self.up = PatchExpand2D(embed_dim, embed_dim, patch_size)
         self.output = nn.Conv2d(embed_dim, num_classes, kernel_size=1, bias=False)
         self.apply(_init_weights)
 

@@ -13,7 +13,7 @@ import torch
 
 from specmamba.errors import CheckpointError
 from specmamba.models import create_model, load_checkpoint
-from specmamba.models.swin_unet import describe_swin_state_dict
+from specmamba.models.swin_unet_convert import describe_swin_state_dict
 
 # test_swin_unet: width 16, heads (2, 2, 4, 8), window 4, patch 2, MLP ratio 4.
 SMALL = {"embed_dim": 16, "heads": (2, 2, 4, 8), "window": 4, "patch": 2}

@@ -57,6 +57,7 @@ __all__ = [
     "nearest_valid_sizes",
     "run_encoder_stages",
     "valid_input_size",
+    "stage_ints",
     "validate_channels",
     "validate_feature_info",
 ]
@@ -133,6 +134,20 @@ def run_encoder_stages(stages: nn.ModuleList, x: Tensor) -> tuple[list[Tensor], 
         feature, x = stage(x)
         features.append(feature)
     return features, inputs, x
+
+
+def stage_ints(name: str, value: Any, label: str, length: int | None = None, minimum: int = 0) -> list[int]:
+    """``value`` as a list of integers >= ``minimum`` (one per stage; ``length`` of them if given)."""
+    try:
+        out = [int(v) for v in value]
+        ok = not any(isinstance(v, bool) or int(v) != v for v in value)
+    except (TypeError, ValueError):
+        out, ok = [], False
+    ok = ok and bool(out) and all(v >= minimum for v in out) and (length is None or len(out) == length)
+    if not ok:
+        count = f"{length} integers" if length is not None else "one or more integers"
+        raise ConfigError(f"{label}: {name} must be {count} >= {minimum} (one per stage); got {value!r}.")
+    return out
 
 
 def validate_channels(in_chans: Any, num_classes: Any, model_name: str) -> None:

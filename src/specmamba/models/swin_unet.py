@@ -28,23 +28,9 @@ resizes every image to the checkpoint's training size, so prediction takes image
 **Weights.** Module and tensor names are those of the authors' code (``patch_embed``,
 ``layers.{i}.blocks.{j}.(norm1|attn.(relative_position_bias_table|qkv|proj)|norm2|mlp.fc1|mlp.fc2)``,
 ``layers.{i}.downsample``, ``norm``, ``layers_up``, ``concat_back_dim``, ``norm_up``, ``up``,
-``output``), so :meth:`SwinUNet.convert_state_dict` (the hook of
-:func:`~specmamba.models.weights.load_checkpoint`) reads
-
-* Swin-Unet checkpoints (the authors' ``swin_unet.`` wrapper prefix is removed): loaded strictly;
-* Swin Transformer ImageNet checkpoints (``swin_tiny_patch4_window7_224.pth``, ``{'model': ...}``):
-  as the authors' loader does, the encoder by name and each encoder stage i also into decoder stage
-  3 - i where the names exist and the shapes match; the classifier head and the blocks beyond the
-  model's depths are skipped (Swin-T has 6 blocks in its third stage, Swin-Unet 2: the authors keep the
-  first two; Swin-S checkpoints, depths [2, 2, 18, 2], load the same way). A checkpoint of another
-  width, head count, window, patch or MLP size (Swin-B, Swin-L, window-12 models) is refused with
-  a CheckpointError that names both architectures. The first convolution is adapted to
-  ``in_chans`` (the authors repeat grey images to 3 channels instead).
-
-The buffers ``relative_position_index`` and ``attn_mask`` that some checkpoints carry are rebuilt from
-the window size and input size instead of being stored, so they are dropped on conversion (the index
-is checked against the rebuilt one). ImageNet weights expect ImageNet-normalised inputs
-(``normalization: imagenet``).
+``output``), so :meth:`SwinUNet.convert_state_dict` (``swin_unet_convert.py``) reads Swin-Unet
+checkpoints strictly and Swin Transformer ImageNet checkpoints into the encoder and the mirrored
+decoder. ImageNet weights expect ImageNet-normalised inputs (``normalization: imagenet``).
 
 ``feature_info`` names, per encoder stage, a parameter-free ``layers.{i}.stage_out`` whose output is
 the stage's Swin-block output before patch merging, as (B, C, H, W): reductions p, 2p, 4p, 8p.
@@ -56,19 +42,16 @@ Shape letters: B batch, H/W input height/width, h/w map size of a stage, C/c wid
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, ConfigError, InputSizeError
+from ..errors import ConfigError, InputSizeError
 from ..layers.drop_path import linear_drop_path_rates
 from ..layers.patch import PatchEmbed2D, PatchExpand2D, PatchMerging2D
 from ..layers.swin_block import SwinBlocks
-from ..layers.window_attention import relative_position_index
-from .checkpoint_file import strip_prefixes
 from .hook_points import ChannelsFirst
 from .interface import (
     SegmentationModel,
@@ -77,36 +60,19 @@ from .interface import (
     make_feature_info,
     model_display_name,
     run_encoder_stages,
+    stage_ints,
 )
 from .registry import register_model
-from .weights import ConvertedStateDict, LoadReport, adapt_input_conv, load_checkpoint
+from .weights import ConvertedStateDict, LoadReport, load_checkpoint
 
 __all__ = [
     "SwinDecoderStage",
     "SwinEncoderStage",
     "SwinUNet",
-    "describe_swin_state_dict",
     "swin_input_multiple",
     "swin_unet",
     "test_swin_unet",
 ]
-
-#: The authors' wrapper ``SwinUnet`` keeps the network as ``self.swin_unet``.
-OFFICIAL_PREFIX = "swin_unet."
-#: Buffers that some Swin checkpoints store and specmamba rebuilds (window size / input size only).
-COMPUTED_BUFFERS = ("relative_position_index", "attn_mask")
-#: (width, depths) of the published Swin Transformer ImageNet models, for messages.
-KNOWN_SWIN = {
-    (96, (2, 2, 6, 2)): "Swin-T",
-    (96, (2, 2, 18, 2)): "Swin-S",
-    (128, (2, 2, 18, 2)): "Swin-B",
-    (192, (2, 2, 18, 2)): "Swin-L",
-}
-
-_REBUILT = "buffer rebuilt from the window and input size"
-_TOO_DEEP = "block beyond the model's depth in its stage"
-_BLOCK = re.compile(r"^(layers|layers_up)\.(\d+)\.blocks\.(\d+)\.(.+)$")
-_LAYER = re.compile(r"^layers\.(\d+)\.(.+)$")
 
 
 def swin_input_multiple(patch_size: int, window_size: int, num_stages: int = 4) -> int:
@@ -197,7 +163,8 @@ class SwinUNet(SegmentationModel):
     ) -> None:
         super().__init__(in_chans, num_classes, model_name)
         label = model_display_name(self)
-        depths, num_heads = _stage_ints("depths", depths, label), _stage_ints("num_heads", num_heads, label)
+        depths = stage_ints("depths", depths, label, length=4, minimum=1)
+        num_heads = stage_ints("num_heads", num_heads, label, length=4, minimum=1)
         for arg, value in (
             ("embed_dim", embed_dim),
             ("window_size", window_size),
@@ -305,168 +272,11 @@ class SwinUNet(SegmentationModel):
 
         Swin-Unet state dicts (``swin_unet.`` prefix optional) -> plain dict, loaded strictly; Swin
         Transformer ImageNet checkpoints -> encoder plus mirrored decoder (partial). Raises
-        CheckpointError for Swin checkpoints of another architecture.
+        CheckpointError for Swin checkpoints of another architecture. See ``swin_unet_convert.py``.
         """
-        sd = strip_prefixes(state_dict, (OFFICIAL_PREFIX, "module.", "_orig_mod."))
-        if any(k.startswith("layers_up.") for k in sd):
-            self._check_swin_unet_layout(sd)
-            return {k: v for k, v in sd.items() if not k.endswith(COMPUTED_BUFFERS)}
-        if "patch_embed.proj.weight" in sd and any(_BLOCK.match(k) for k in sd):
-            return self._convert_imagenet(sd)
-        return sd  # another layout: the strict load names what does not match
+        from .swin_unet_convert import convert_swin_unet_state_dict
 
-    def _check_rel_index(self, sd: Mapping[str, Tensor]) -> None:
-        want = relative_position_index(self.window_size)
-        for key, value in sd.items():
-            if key.endswith("relative_position_index") and not torch.equal(value.to(want.dtype), want):
-                raise CheckpointError(
-                    f"its {key} is not the Swin relative-position index of a {self.window_size}x"
-                    f"{self.window_size} window (shape {tuple(value.shape)}): it holds another attention "
-                    "layout."
-                )
-
-    def _check_swin_unet_layout(self, sd: Mapping[str, Tensor]) -> None:
-        got = (_block_depths(sd, "layers"), _block_depths(sd, "layers_up"))
-        want = (self.depths, [self.depths[3 - i] for i in (1, 2, 3)])
-        if got[0] != want[0] or got[1][1:] != want[1]:
-            raise CheckpointError(
-                f"it holds a Swin-Unet with encoder depths {got[0]} and decoder depths {got[1][1:]} (decoder "
-                f"stages 1-3), but the model has {want[0]} / {want[1]}. Build the model with "
-                f"depths={got[0]}."
-            )
-        self._check_rel_index(sd)
-
-    def _convert_imagenet(self, sd: Mapping[str, Tensor]) -> ConvertedStateDict:
-        """Swin Transformer ImageNet state dict -> encoder + mirrored decoder, as the Swin-Unet loader."""
-        arch = describe_swin_state_dict(sd)
-        want = {
-            "width": self.embed_dim,
-            "patch": self.patch_size,
-            "heads": list(self.num_heads),
-            "window": self.window_size,
-            "mlp_ratio": self.mlp_ratio,
-        }
-        differ = [k for k, v in want.items() if arch.get(k) != v]
-        if differ or len(arch["depths"]) != 4:
-            variant = KNOWN_SWIN.get((arch["width"], tuple(arch["depths"])), "a Swin Transformer")
-            raise CheckpointError(
-                f"it holds {variant} with width {arch['width']}, depths {arch['depths']}, heads "
-                f"{arch['heads']}, window {arch['window']}, patch {arch['patch']}, MLP ratio "
-                f"{_fmt(arch['mlp_ratio'])}; {model_display_name(self)} needs width {self.embed_dim}, heads "
-                f"{list(self.num_heads)}, window {self.window_size}, patch {self.patch_size}, MLP ratio "
-                f"{self.mlp_ratio:g} (for swin_unet: a Swin-T or Swin-S checkpoint such as "
-                "swin_tiny_patch4_window7_224.pth). Use such a checkpoint, or build the model with the "
-                f"checkpoint's embed_dim={arch['width']}, num_heads={tuple(arch['heads'])}, "
-                f"window_size={arch['window']}, patch_size={arch['patch']}."
-            )
-        self._check_rel_index(sd)
-        model_state = self.state_dict()
-        out: dict[str, Tensor] = {}
-        used: set[str] = set()
-        notes: list[str] = []
-        for key, value in sd.items():
-            if key.endswith(COMPUTED_BUFFERS) or key not in model_state:
-                continue
-            if key == "patch_embed.proj.weight" and value.shape[1] != self.in_chans:
-                notes.append(
-                    f"patch_embed.proj.weight adapted from {value.shape[1]} to {self.in_chans} input "
-                    "channel(s)."
-                )
-                value = adapt_input_conv(value, self.in_chans)
-            out[key] = value  # a shape mismatch stays, so that the load names it
-            used.add(key)
-        # The Swin-Unet loader: layers.{i}.X also initialises layers_up.{3-i}.X where it exists and fits.
-        for key, value in sd.items():
-            m = _LAYER.match(key)
-            if not m or key.endswith(COMPUTED_BUFFERS):
-                continue
-            target = f"layers_up.{3 - int(m.group(1))}.{m.group(2)}"
-            if target in model_state and model_state[target].shape == value.shape:
-                out[target] = value
-                used.add(key)
-        skipped = {}
-        for key in sd:
-            if key in used:
-                continue
-            m = _BLOCK.match(key)
-            if key.endswith(COMPUTED_BUFFERS):
-                skipped[key] = _REBUILT
-            elif key.startswith("head."):
-                skipped[key] = "ImageNet classifier head (not part of Swin-Unet)"
-            elif m and int(m.group(3)) >= self.depths[int(m.group(2))]:
-                skipped[key] = _TOO_DEEP
-            else:
-                skipped[key] = "no tensor of this name in Swin-Unet"
-        # Reports list the first few skipped tensors: the informative ones go before the buffers.
-        rank = {"ImageNet classifier head (not part of Swin-Unet)": 0, _TOO_DEEP: 1, _REBUILT: 3}
-        skipped = dict(sorted(skipped.items(), key=lambda item: rank.get(item[1], 2)))
-        for i, (have, want_depth) in enumerate(zip(arch["depths"], self.depths)):
-            if have > want_depth:
-                notes.append(
-                    f"stage {i}: the checkpoint has {have} blocks, the model {want_depth}; blocks "
-                    f"{want_depth}..{have - 1} skipped (as the Swin-Unet authors' loader does)."
-                )
-        return ConvertedStateDict(
-            state_dict=out,
-            layout="Swin Transformer ImageNet checkpoint: encoder, decoder mirrored from it",
-            partial=True,
-            skipped=skipped,
-            notes=notes,
-        )
-
-
-def describe_swin_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
-    """Architecture of a Swin Transformer / Swin-Unet state dict, read from its tensor shapes.
-
-    Returns ``{"width", "patch", "in_chans", "depths", "heads", "window", "mlp_ratio"}`` (encoder
-    stages ``layers.{i}``); values that cannot be read are None.
-    """
-    proj = state_dict.get("patch_embed.proj.weight")
-    depths = _block_depths(state_dict, "layers")
-    heads, window = [], None
-    for i in range(len(depths)):
-        table = state_dict.get(f"layers.{i}.blocks.0.attn.relative_position_bias_table")
-        heads.append(int(table.shape[1]) if table is not None and table.ndim == 2 else None)
-        if i == 0 and table is not None:
-            side = round(table.shape[0] ** 0.5)  # (2w - 1)^2 rows
-            window = (side + 1) // 2 if side * side == table.shape[0] else None
-    width = int(proj.shape[0]) if proj is not None and proj.ndim == 4 else None
-    fc1 = state_dict.get("layers.0.blocks.0.mlp.fc1.weight")
-    return {
-        "width": width,
-        "patch": int(proj.shape[-1]) if width is not None else None,
-        "in_chans": int(proj.shape[1]) if width is not None else None,
-        "depths": depths,
-        "heads": heads,
-        "window": window,
-        "mlp_ratio": fc1.shape[0] / width if fc1 is not None and width else None,
-    }
-
-
-def _fmt(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:g}"
-
-
-def _block_depths(state_dict: Mapping[str, Tensor], prefix: str) -> list[int]:
-    """Blocks per stage under ``prefix`` (``layers`` / ``layers_up``), from the tensor names."""
-    counts: dict[int, int] = {}
-    for key in state_dict:
-        m = _BLOCK.match(key)
-        if m and m.group(1) == prefix:
-            stage, block = int(m.group(2)), int(m.group(3))
-            counts[stage] = max(counts.get(stage, 0), block + 1)
-    return [counts.get(i, 0) for i in range(max(counts) + 1)] if counts else []
-
-
-def _stage_ints(name: str, value: Any, label: str) -> list[int]:
-    try:
-        out = [int(v) for v in value]
-        ok = len(out) == 4 and all(v >= 1 and not isinstance(v, bool) for v in value)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"{label}: {name} must be 4 integers >= 1 (one per stage); got {value!r}.")
-    return out
+        return convert_swin_unet_state_dict(self, state_dict)
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -31,7 +31,6 @@ C/c widths, K classes, S stages, p patch size.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from torch import Tensor, nn
 
@@ -39,9 +38,9 @@ from ..errors import ConfigError
 from ..layers.drop_path import linear_drop_path_rates
 from ..layers.patch import FinalPatchExpand2D, PatchEmbed2D, PatchExpand2D, PatchMerging2D
 from .hook_points import ChannelsFirst
-from .interface import SegmentationModel, make_feature_info, run_encoder_stages
+from .interface import SegmentationModel, make_feature_info, run_encoder_stages, stage_ints
 
-__all__ = ["AdditiveSkip", "ChannelsLastUNet", "DecoderStage", "EncoderStage", "stage_ints"]
+__all__ = ["AdditiveSkip", "ChannelsLastUNet", "DecoderStage", "EncoderStage"]
 
 
 BlockMaker = Callable[[int], nn.Module]  # block index within the stage -> block
@@ -84,20 +83,6 @@ class AdditiveSkip(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         return x + skip
-
-
-def stage_ints(name: str, value: Any, label: str, length: int | None = None, minimum: int = 0) -> list[int]:
-    """``value`` as a list of integers >= ``minimum`` (one per stage; ``length`` of them if given)."""
-    try:
-        out = [int(v) for v in value]
-        ok = not any(isinstance(v, bool) or int(v) != v for v in value)
-    except (TypeError, ValueError):
-        out, ok = [], False
-    ok = ok and bool(out) and all(v >= minimum for v in out) and (length is None or len(out) == length)
-    if not ok:
-        count = f"{length} integers" if length is not None else "one or more integers"
-        raise ConfigError(f"{label}: {name} must be {count} >= {minimum} (one per stage); got {value!r}.")
-    return out
 
 
 class ChannelsLastUNet(SegmentationModel):

@@ -23,13 +23,13 @@ Shape letters: none (this file moves named tensors).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
 from ..errors import CheckpointError
-from .weights import ConvertedStateDict, adapt_input_conv
+from .mirrored_decoder import STAGE_BLOCK, block_depths, encoder_and_mirrored_decoder
+from .weights import ConvertedStateDict
 
 __all__ = [
     "OFFICIAL_PREFIX",
@@ -43,7 +43,6 @@ __all__ = [
 #: The official wrapper ``VMUNet`` keeps the network as ``self.vmunet``.
 OFFICIAL_PREFIX = "vmunet."
 
-_BLOCK = re.compile(r"^(layers|layers_up)\.(\d+)\.blocks\.(\d+)\.(.+)$")
 _CLASSIFIER = ("head.", "norm.")
 
 
@@ -72,17 +71,6 @@ def detect_layout(keys: Sequence[str] | Mapping[str, Tensor]) -> str:
         if any(".self_attention." in k for k in names):
             return "vmamba_v0"
     return "unknown"
-
-
-def block_depths(keys: Sequence[str] | Mapping[str, Tensor], prefix: str = "layers") -> list[int]:
-    """Blocks per stage under ``prefix`` (``layers`` = encoder, ``layers_up`` = decoder), read from names."""
-    counts: dict[int, int] = {}
-    for k in keys:
-        m = _BLOCK.match(k)
-        if m and m.group(1) == prefix:
-            stage, block = int(m.group(2)), int(m.group(3))
-            counts[stage] = max(counts.get(stage, 0), block + 1)
-    return [counts.get(i, 0) for i in range(max(counts) + 1)] if counts else []
 
 
 def convert_vmunet_state_dict(
@@ -134,37 +122,14 @@ def convert_vmamba_v0(
     where the names exist and the shapes match. The result is marked partial: the decoder's patch
     expanding, final expanding and classifier conv have no pretrained values.
     """
-    n_stages = len(block_depths(model_state, "layers"))
-    out: dict[str, Tensor] = {}
-    used: set[str] = set()
-    notes: list[str] = []
-    for key, value in state_dict.items():
-        if key not in model_state:
-            continue
-        want = tuple(model_state[key].shape)
-        if key == "patch_embed.proj.weight" and value.ndim == 4 and tuple(value.shape) != want:
-            if tuple(value.shape[:1] + value.shape[2:]) == (want[0], *want[2:]):
-                notes.append(
-                    f"patch_embed.proj.weight adapted from {value.shape[1]} to {want[1]} input channel(s)."
-                )
-                value = adapt_input_conv(value, want[1])
-        out[key] = value
-        used.add(key)
-    for key, value in state_dict.items():
-        m = _BLOCK.match(key)
-        if not m or m.group(1) != "layers" or int(m.group(2)) >= n_stages:
-            continue
-        target = f"layers_up.{n_stages - 1 - int(m.group(2))}.blocks.{m.group(3)}.{m.group(4)}"
-        if target in model_state and tuple(model_state[target].shape) == tuple(value.shape):
-            out[target] = value
-            used.add(key)
+    out, used, notes = encoder_and_mirrored_decoder(state_dict, model_state)
     skipped = {}
     for key in state_dict:
         if key in used:
             continue
         if key.startswith(_CLASSIFIER):
             skipped[key] = "classifier of the classification network (not part of VM-UNet)"
-        elif _BLOCK.match(key) or key.startswith("layers."):
+        elif STAGE_BLOCK.match(key) or key.startswith("layers."):
             skipped[key] = "the model has fewer blocks/stages here than the checkpoint"
         else:
             skipped[key] = "no tensor of this name in VM-UNet"

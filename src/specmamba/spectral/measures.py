@@ -17,7 +17,9 @@ so ``f > 0.5`` is exactly ``|ky - h//2| > h/4 or |kx - w//2| > w/4``.
 - Axis-energy ratio: share of the non-DC energy on the ``kx = 0`` and ``ky = 0`` axes, the
   cross-shaped trace that row / column scans leave in a spectrum.
 
-Energy is pooled over channels (and over the batch for the pooled functions): a ratio of sums, not
+The spectrum, the frequency and the masks are :mod:`specmamba.fourier`'s (shared with the spectral
+losses and gating). Energy is pooled over channels (and over the batch for the pooled functions): a
+ratio of sums, not
 a mean of ratios. Spectra are computed in float64 whatever the feature dtype. Maps with a side
 under :data:`MIN_MEASURABLE_SIDE` raise :class:`~specmamba.errors.NotMeasurableError`. A map with no
 energy at all (constant) has undefined ratios, returned as NaN.
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, NotMeasurableError
+from ..fourier import axis_mask, band_masks, centred_power, chebyshev_frequency, dc_mask
 
 __all__ = [
     "DEFAULT_BAND_EDGES",
@@ -87,28 +90,9 @@ def _check_edges(edges: tuple[float, float]) -> tuple[float, float]:
     return float(edges[0]), float(edges[1])
 
 
-def chebyshev_frequency(h: int, w: int, device: torch.device | str | None = None) -> Tensor:
-    """(h, w) float64 Chebyshev normalised frequency of each fftshift-ed bin (0 at DC, 1 at Nyquist)."""
-    ky = (torch.arange(h, device=device, dtype=torch.float64) - h // 2).abs() / (h / 2)
-    kx = (torch.arange(w, device=device, dtype=torch.float64) - w // 2).abs() / (w / 2)
-    return torch.maximum(ky[:, None], kx[None, :])
-
-
 def power_spectrum(fmap: Tensor) -> Tensor:
     """(B, C, h, w) -> (B, C, h, w) float64 power of the mean-centred maps, DC at (h // 2, w // 2)."""
-    f = _check_map(fmap).detach().to(torch.float64)
-    f = f - f.mean(dim=(-2, -1), keepdim=True)
-    spectrum = torch.fft.fftshift(torch.fft.fft2(f), dim=(-2, -1))
-    return spectrum.real.square() + spectrum.imag.square()
-
-
-def _axis_mask(h: int, w: int, device: torch.device) -> Tensor:
-    """(h, w) bool: the kx = 0 column and ky = 0 row of a centred spectrum, without DC."""
-    mask = torch.zeros(h, w, dtype=torch.bool, device=device)
-    mask[h // 2, :] = True
-    mask[:, w // 2] = True
-    mask[h // 2, w // 2] = False
-    return mask
+    return centred_power(_check_map(fmap).detach().to(torch.float64))
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -161,18 +145,15 @@ def measure_stage(
     threshold, (e0, e1) = _check_threshold(threshold), _check_edges(edges)
     power = power_spectrum(fmap)  # (B, C, h, w)
     b, c, h, w = power.shape
-    freq = chebyshev_frequency(h, w, power.device)
     per_image = power.sum(dim=1)  # (B, h, w): energy pooled over channels
-    high_mask = freq > threshold
-    band_masks = torch.stack([freq <= e0, (freq > e0) & (freq <= e1), freq > e1])  # (3, h, w)
-    dc = torch.zeros(h, w, dtype=torch.bool, device=power.device)
-    dc[h // 2, w // 2] = True
+    high_mask = chebyshev_frequency(h, w, power.device) > threshold
+    bands = band_masks(h, w, (e0, e1), power.device)  # (3, h, w)
     return StageSpectrum(
         total=per_image.sum(dim=(-2, -1)),
         high=(per_image * high_mask).sum(dim=(-2, -1)),
-        bands=torch.einsum("bhw,khw->bk", per_image, band_masks.to(per_image.dtype)),
-        axis=(per_image * _axis_mask(h, w, power.device)).sum(dim=(-2, -1)),
-        non_dc=(per_image * ~dc).sum(dim=(-2, -1)),
+        bands=torch.einsum("bhw,khw->bk", per_image, bands.to(per_image.dtype)),
+        axis=(per_image * axis_mask(h, w, power.device)).sum(dim=(-2, -1)),
+        non_dc=(per_image * ~dc_mask(h, w, power.device)).sum(dim=(-2, -1)),
         channel_high=(power * high_mask).sum(dim=(0, 2, 3)),
         channel_total=power.sum(dim=(0, 2, 3)),
         power_sum=power.sum(dim=(0, 1)),

@@ -20,7 +20,7 @@ from specmamba.data import (
     compute_mean_std,
     rotate,
 )
-from specmamba.data import transforms as transforms_module
+from specmamba.data import statistics as statistics_module
 from specmamba.errors import ConfigError, DataError
 
 
@@ -147,7 +147,7 @@ def test_mean_std_values_and_cache(tmp_path, save_image, monkeypatch):
     def no_reading(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(transforms_module, "read_image", no_reading)
+    monkeypatch.setattr(statistics_module, "read_image", no_reading)
     assert compute_mean_std(list(reversed(pairs)), 3) == (mean, std)  # order does not change the key
     with pytest.raises(AssertionError):  # another channel count is another cache entry
         compute_mean_std(pairs, 1)

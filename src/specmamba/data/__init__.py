@@ -12,19 +12,15 @@ from .dataset import ImageFolderDataset, SegmentationDataset, validate_pairs
 from .io import read_image, read_mask
 from .layouts import IMAGE_SUFFIXES, SamplePair, find_pairs, is_image_file, list_images
 from .splits import SPLITS, read_split_lists, seeded_split, select_split
+from .statistics import IMAGENET_MEAN, IMAGENET_STD, cache_dir, compute_mean_std, default_mean_std
 from .synthetic import make_synthetic_dataset, render_sample
 from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Compose,
     Normalize,
     RandomFlip,
     RandomRotation,
     Resize,
     build_transforms,
-    cache_dir,
-    compute_mean_std,
-    default_mean_std,
     rotate,
     to_tensor,
 )

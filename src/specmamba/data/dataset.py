@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from .io import read_image, read_mask
 from .layouts import SamplePair, list_images
-from .transforms import build_transforms, default_mean_std
+from .statistics import default_mean_std
+from .transforms import build_transforms
 
 # transform(image uint8 (H, W, C), mask uint8 (H, W) | None, generator) -> (float32 (C, S, S), int64 (S, S))
 PairTransform = Callable[..., tuple[torch.Tensor, "torch.Tensor | None"]]

@@ -136,7 +136,7 @@ def test_mean_std_values_and_cache(tmp_path, save_image, monkeypatch):
     monkeypatch.setenv("SPECMAMBA_CACHE", str(cache))
     pairs = _write_images(tmp_path, save_image)
     data_files_before = sorted((tmp_path / "data").rglob("*"))
-    pixels = np.concatenate([transforms_module.read_image(p.image).reshape(-1, 3) for p in pairs]) / 255.0
+    pixels = np.concatenate([statistics_module.read_image(p.image).reshape(-1, 3) for p in pairs]) / 255.0
     mean, std = compute_mean_std(pairs, 3)
     np.testing.assert_allclose(mean, pixels.mean(0), atol=1e-9)
     np.testing.assert_allclose(std, pixels.std(0), atol=1e-9)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, write_json
 from .data import make_synthetic_dataset
 from .engine.config import resolve_config
 from .engine.evaluator import evaluate
@@ -25,6 +25,8 @@ from .errors import ConfigError
 from .spectral.audit import AuditSettings, run_audit
 
 MARKER = "SPECMAMBA_DEMO.txt"
+#: What the demo did (paths, scores, timings), written last: a finished demo has it.
+SUMMARY = "demo_summary.json"
 DEMO_MODELS = ("unet_small", "test_vmunet")
 #: Images of the validation split the demo's shift test runs on (all images get every other measure).
 DEMO_SHIFT_IMAGES = 24
@@ -53,7 +55,7 @@ def run_demo(
     overwrite: bool = False,
     audit: bool = True,
 ) -> dict[str, Any]:
-    """Run the whole pipeline into ``out``; returns the paths and the scores.
+    """Run the whole pipeline into ``out``; returns the paths and the scores (also ``out/demo_summary.json``).
 
     ``models`` (default :data:`DEMO_MODELS`) are trained one after the other on the same data; the
     first one also predicts the whole image folder with overlays. ``audit`` ends the demo with the
@@ -126,4 +128,5 @@ def run_demo(
         result["audit_seconds"] = round(time.perf_counter() - audit_start, 1)
         result["audit_architectures"] = summary["architectures"]
     result["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(root / SUMMARY, result)
     return result

@@ -106,3 +106,38 @@ def scan_run() -> Callable[..., dict]:
 @pytest.fixture
 def scan_assert() -> Callable[..., None]:
     return assert_matches
+
+
+def make_directional_case(k: int, b: int, d: int, h: int, w: int, n: int, seed: int = 0) -> dict:
+    """Inputs of the fused directional scan (``ss2d_selective_scan``) for K = ``k`` directions."""
+    gen = torch.Generator().manual_seed(seed)
+    length = h * w
+    return {
+        "x": torch.randn(b, d, h, w, generator=gen),
+        "delta": torch.randn(b, k, d, length, generator=gen) * 0.5 - 1.0,
+        "A": -torch.rand(k * d, n, generator=gen) * 2 - 0.05,
+        "B": torch.randn(b, k, n, length, generator=gen),
+        "C": torch.randn(b, k, n, length, generator=gen),
+        "D": torch.randn(k * d, generator=gen),
+        "delta_bias": torch.randn(k * d, generator=gen) * 0.1,
+    }
+
+
+def run_directional(inputs: dict, backend: str, directions=None) -> list[torch.Tensor]:
+    """[y, d(every input)] of the fused directional scan under a fixed random output gradient."""
+    from specmamba.ops import SS2D, ss2d_selective_scan
+
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    y = ss2d_selective_scan(**leaves, delta_softplus=True, backend=backend, directions=directions or SS2D)
+    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(9)))
+    return [y.detach()] + [leaves[k].grad for k in inputs]
+
+
+@pytest.fixture
+def directional_case() -> Callable[..., dict]:
+    return make_directional_case
+
+
+@pytest.fixture
+def directional_run() -> Callable[..., list[torch.Tensor]]:
+    return run_directional

@@ -47,40 +47,19 @@ def test_cross_shapes_are_checked():
         cross_merge(torch.zeros(1, 4, 2, 11), 3, 4)
 
 
-def _ss2d_inputs(b: int, d: int, h: int, w: int, n: int, seed: int = 0) -> dict:
-    gen = torch.Generator().manual_seed(seed)
-    length, k = h * w, 4
-    return {
-        "x": torch.randn(b, d, h, w, generator=gen),
-        "delta": torch.randn(b, k, d, length, generator=gen) * 0.5 - 1.0,
-        "A": -torch.rand(k * d, n, generator=gen) * 2 - 0.05,
-        "B": torch.randn(b, k, n, length, generator=gen),
-        "C": torch.randn(b, k, n, length, generator=gen),
-        "D": torch.randn(k * d, generator=gen),
-        "delta_bias": torch.randn(k * d, generator=gen) * 0.1,
-    }
-
-
-def _run_ss2d(inputs: dict, backend: str) -> list[torch.Tensor]:
-    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-    y = ss2d_selective_scan(**leaves, delta_softplus=True, backend=backend)
-    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(9)))
-    return [y.detach()] + [leaves[k].grad for k in inputs]
-
-
 @pytest.mark.parametrize(("b", "d", "h", "w", "n"), [(2, 4, 3, 5, 4), (1, 20, 6, 7, 8), (1, 2, 1, 1, 4)])
-def test_fused_ss2d_cpu_equals_composition(b, d, h, w, n):
+def test_fused_ss2d_cpu_equals_composition(b, d, h, w, n, directional_case, directional_run):
     pytest.importorskip("numba")
-    inputs = _ss2d_inputs(b, d, h, w, n)
-    want = _run_ss2d(inputs, "ref")  # torch cross_scan + ref scan + torch cross_merge
-    got = _run_ss2d(inputs, "cpu")  # fused numba kernels
+    inputs = directional_case(4, b, d, h, w, n)
+    want = directional_run(inputs, "ref")  # torch cross_scan + ref scan + torch cross_merge
+    got = directional_run(inputs, "cpu")  # fused numba kernels
     names = ["y", *inputs]
     for name, a, r in zip(names, got, want):
         torch.testing.assert_close(a, r, rtol=6e-4, atol=2e-3 * max(1.0, r.abs().max().item()), msg=name)
 
 
-def test_fused_ss2d_accepts_three_dim_delta_and_checks_shapes():
-    inputs = _ss2d_inputs(1, 4, 3, 3, 4)
+def test_fused_ss2d_accepts_three_dim_delta_and_checks_shapes(directional_case):
+    inputs = directional_case(4, 1, 4, 3, 3, 4)
     b, k, d, length = inputs["delta"].shape
     y4 = ss2d_selective_scan(**inputs, backend="cpu")
     y3 = ss2d_selective_scan(**{**inputs, "delta": inputs["delta"].reshape(b, k * d, length)}, backend="cpu")
@@ -93,11 +72,11 @@ def test_fused_ss2d_accepts_three_dim_delta_and_checks_shapes():
         ss2d_selective_scan(**{**inputs, "x": inputs["x"][0]}, backend="cpu")
 
 
-def test_fused_cpu_is_bitwise_the_composition_with_the_cpu_scan():
+def test_fused_cpu_is_bitwise_the_composition_with_the_cpu_scan(directional_case, directional_run):
     """The fused CPU path only changes where the inputs are read from: same math, same merge order."""
     pytest.importorskip("numba")
-    inputs = _ss2d_inputs(2, 20, 6, 5, 8, seed=3)
-    fused = _run_ss2d(inputs, "cpu")
+    inputs = directional_case(4, 2, 20, 6, 5, 8, seed=3)
+    fused = directional_run(inputs, "cpu")
     leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
     b, d, h, w = inputs["x"].shape
     xs = cross_scan(leaves["x"]).reshape(b, 4 * d, h * w)

@@ -59,42 +59,21 @@ def test_scan_follows_the_index_and_merge_is_its_adjoint(name):
     assert torch.equal(directions.to_step_order(t, h, w), expected)
 
 
-def _inputs(directions: DirectionSet, b: int, d: int, h: int, w: int, n: int) -> dict:
-    gen = torch.Generator().manual_seed(d + h)
-    k, length = directions.k, h * w
-    return {
-        "x": torch.randn(b, d, h, w, generator=gen),
-        "delta": torch.randn(b, k, d, length, generator=gen) * 0.5 - 1.0,
-        "A": -torch.rand(k * d, n, generator=gen) * 2 - 0.05,
-        "B": torch.randn(b, k, n, length, generator=gen),
-        "C": torch.randn(b, k, n, length, generator=gen),
-        "D": torch.randn(k * d, generator=gen),
-        "delta_bias": torch.randn(k * d, generator=gen) * 0.1,
-    }
-
-
-def _run(inputs: dict, backend: str, directions: DirectionSet) -> list[torch.Tensor]:
-    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-    y = ss2d_selective_scan(**leaves, backend=backend, directions=directions)
-    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(9)))
-    return [y.detach()] + [leaves[k].grad for k in inputs]
-
-
 @pytest.mark.parametrize("name", ["bidirectional", "columns_only", "zigzag"])
-def test_fused_cpu_equals_the_composition_for_every_kind_of_set(name):
+def test_fused_cpu_equals_the_composition_for_every_kind_of_set(name, directional_case, directional_run):
     pytest.importorskip("numba")
     directions = SETS[name]
     h, w = (1, 70) if name == "bidirectional" else _GRID  # 70 steps: more than one CPU chunk
-    inputs = _inputs(directions, 2, 20, h, w, 4)
-    want, got = _run(inputs, "ref", directions), _run(inputs, "cpu", directions)
+    inputs = directional_case(directions.k, 2, 20, h, w, 4, seed=h + w)
+    want, got = directional_run(inputs, "ref", directions), directional_run(inputs, "cpu", directions)
     for key, a, r in zip(["y", *inputs], got, want):
         # REFERENCE.md section 1 fp32 tolerances, relative to the largest value
         torch.testing.assert_close(a, r, rtol=6e-4, atol=2e-3 * max(1.0, r.abs().max().item()), msg=key)
 
 
-def test_a_single_walk_runs_as_the_composition():
+def test_a_single_walk_runs_as_the_composition(directional_case):
     backwards = DirectionSet("backwards", [Walk(reverse=True)])
-    inputs = _inputs(backwards, 1, 4, 2, 5, 4)
+    inputs = directional_case(1, 1, 4, 2, 5, 4)
     y_cpu = ss2d_selective_scan(**inputs, backend="cpu", directions=backwards)
     torch.testing.assert_close(y_cpu, ss2d_selective_scan(**inputs, backend="ref", directions=backwards))
 

@@ -292,6 +292,31 @@ def _prefetch_steps(src, b, ch, start, stop, reverse):
         _prefetch(src, b, ch, length - 1 - t if reverse else t)
 
 
+@njit(inline="always")
+def _load_walk(tile, slot, c, src, src_t, perm, k, b, ch, t0, tl, mode, transposed):
+    """tile[slot, t, c] = the value direction k visits at step t0 + t in row ch of the map ``src`` (its
+    transposed copy ``src_t`` for column-major walks; through perm[k] for a permutation set)."""
+    if mode == _GATHER:
+        for t in range(tl):
+            tile[slot, t, c] = src[b, ch, perm[k, t0 + t]]
+    elif transposed:
+        _load_steps(tile, slot, c, src_t, b, ch, t0, tl, mode == _REVERSED)
+    else:
+        _load_steps(tile, slot, c, src, b, ch, t0, tl, mode == _REVERSED)
+
+
+@njit(inline="always")
+def _prefetch_walk(src, src_t, perm, k, b, ch, start, stop, mode, transposed):
+    """Prefetch what :func:`_load_walk` reads for steps start..stop."""
+    if mode == _GATHER:
+        for t in range(start, stop):
+            _prefetch(src, b, ch, perm[k, t])
+    elif transposed:
+        _prefetch_steps(src_t, b, ch, start, stop, mode == _REVERSED)
+    else:
+        _prefetch_steps(src, b, ch, start, stop, mode == _REVERSED)
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, out, last, states):  # noqa: C901
     softplus_on = opts[0] != 0
@@ -352,13 +377,8 @@ def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, o
                     if K == 1:  # a plain scan
                         for t in range(tl):
                             uu[slot, t, c] = u[b, c0 + c, t0 + t]
-                    elif mode == _GATHER:
-                        for t in range(tl):
-                            uu[slot, t, c] = u[b, c0 + c, perm[k, t0 + t]]
-                    elif transposed:
-                        _load_steps(uu, slot, c, u2, b, c0 + c, t0, tl, mode == _REVERSED)
                     else:
-                        _load_steps(uu, slot, c, u, b, c0 + c, t0, tl, mode == _REVERSED)
+                        _load_walk(uu, slot, c, u, u2, perm, k, b, c0 + c, t0, tl, mode, transposed)
                     if softplus_on:  # vectorised into a contiguous row, then transposed
                         for t in range(tl):
                             row[slot, t] = fsoftplus(delta[b, i0 + c, t0 + t] + bv[slot, c])
@@ -375,17 +395,9 @@ def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, o
                         if K == 1:
                             for t in range(t0 + chunk, min(t0 + 2 * chunk, L), 16):
                                 _prefetch(u, b, c0 + c, t)
-                        elif mode == _GATHER:
-                            for t in range(t0 + chunk, min(t0 + 2 * chunk, L)):
-                                _prefetch(u, b, c0 + c, perm[k, t])
-                        elif transposed:
-                            _prefetch_steps(
-                                u2, b, c0 + c, t0 + chunk, min(t0 + 2 * chunk, L), mode == _REVERSED
-                            )
                         else:
-                            _prefetch_steps(
-                                u, b, c0 + c, t0 + chunk, min(t0 + 2 * chunk, L), mode == _REVERSED
-                            )
+                            stop = min(t0 + 2 * chunk, L)
+                            _prefetch_walk(u, u2, perm, k, b, c0 + c, t0 + chunk, stop, mode, transposed)
                 for s in range(n):
                     for t in range(tl):
                         Bt[slot, t, s] = B[b, grp, s, t0 + t]
@@ -549,16 +561,9 @@ def _bwd_kernel(  # noqa: C901
                             for t in range(tl):
                                 uu[slot, t, c] = u[b, c0 + c, t0 + t]
                                 go[slot, t, c] = dout[b, c0 + c, t0 + t]
-                        elif mode == _GATHER:
-                            for t in range(tl):
-                                uu[slot, t, c] = u[b, c0 + c, perm[k, t0 + t]]
-                                go[slot, t, c] = dout[b, c0 + c, perm[k, t0 + t]]
-                        elif transposed:
-                            _load_steps(uu, slot, c, u2, b, c0 + c, t0, tl, mode == _REVERSED)
-                            _load_steps(go, slot, c, dout2, b, c0 + c, t0, tl, mode == _REVERSED)
                         else:
-                            _load_steps(uu, slot, c, u, b, c0 + c, t0, tl, mode == _REVERSED)
-                            _load_steps(go, slot, c, dout, b, c0 + c, t0, tl, mode == _REVERSED)
+                            _load_walk(uu, slot, c, u, u2, perm, k, b, c0 + c, t0, tl, mode, transposed)
+                            _load_walk(go, slot, c, dout, dout2, perm, k, b, c0 + c, t0, tl, mode, transposed)
                         if softplus_on:  # vectorised into contiguous rows, then transposed
                             for t in range(tl):
                                 sp, sgm = fsoftplus_sigmoid(delta[b, i0 + c, t0 + t] + bv[slot, c])
@@ -582,16 +587,11 @@ def _bwd_kernel(  # noqa: C901
                                 for t in range(t0 - chunk, t0, 16):
                                     _prefetch(u, b, c0 + c, t)
                                     _prefetch(dout, b, c0 + c, t)
-                            elif mode == _GATHER:
-                                for t in range(t0 - chunk, t0):
-                                    _prefetch(u, b, c0 + c, perm[k, t])
-                                    _prefetch(dout, b, c0 + c, perm[k, t])
-                            elif transposed:
-                                _prefetch_steps(u2, b, c0 + c, t0 - chunk, t0, mode == _REVERSED)
-                                _prefetch_steps(dout2, b, c0 + c, t0 - chunk, t0, mode == _REVERSED)
                             else:
-                                _prefetch_steps(u, b, c0 + c, t0 - chunk, t0, mode == _REVERSED)
-                                _prefetch_steps(dout, b, c0 + c, t0 - chunk, t0, mode == _REVERSED)
+                                _prefetch_walk(u, u2, perm, k, b, c0 + c, t0 - chunk, t0, mode, transposed)
+                                _prefetch_walk(
+                                    dout, dout2, perm, k, b, c0 + c, t0 - chunk, t0, mode, transposed
+                                )
                     # Recompute the chunk's states, the output gate and dy.
                     for t in range(tl):
                         for c in range(LANES):

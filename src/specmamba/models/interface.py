@@ -56,8 +56,8 @@ __all__ = [
     "model_display_name",
     "nearest_valid_sizes",
     "run_encoder_stages",
-    "valid_input_size",
     "stage_ints",
+    "valid_input_size",
     "validate_channels",
     "validate_feature_info",
 ]

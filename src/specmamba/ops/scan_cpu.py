@@ -273,64 +273,46 @@ def _fsoftplus_sigmoid_impl(x):
 
 
 @njit(inline="always")
-def _load_steps(tile, slot, c, src, b, ch, t0, tl, reverse):
-    """tile[slot, t, c] = src[b, ch, t0 + t] for t < tl, or from the end of the row when ``reverse``."""
-    length = src.shape[2]
-    if reverse:
-        for t in range(tl):
-            tile[slot, t, c] = src[b, ch, length - 1 - t0 - t]
-    else:
-        for t in range(tl):
-            tile[slot, t, c] = src[b, ch, t0 + t]
-
-
-@njit(inline="always")
-def _prefetch_steps(src, b, ch, start, stop, reverse):
-    """Prefetch the cache lines of steps start..stop of a row (read from its end when ``reverse``)."""
-    length = src.shape[2]
-    for t in range(start, stop, 16):
-        _prefetch(src, b, ch, length - 1 - t if reverse else t)
-
-
-@njit(inline="always")
-def _load_walk(tile, slot, c, src, src_t, perm, k, b, ch, t0, tl, mode, transposed):
-    """tile[slot, t, c] = the value direction k visits at step t0 + t in row ch of the map ``src`` (its
-    transposed copy ``src_t`` for column-major walks; through perm[k] for a permutation set)."""
+def _load_walk(tile, slot, c, srcs, row, perm, k, mode, ch, t0, tl):
+    """tile[slot, t, c] = the value direction k visits at its step t0 + t in channel ch of ``srcs[row]``
+    (a map or its transposed copy): along the row forwards or backwards, or through perm[k]."""
     if mode == _GATHER:
         for t in range(tl):
-            tile[slot, t, c] = src[b, ch, perm[k, t0 + t]]
-    elif transposed:
-        _load_steps(tile, slot, c, src_t, b, ch, t0, tl, mode == _REVERSED)
+            tile[slot, t, c] = srcs[row, ch, perm[k, t0 + t]]
     else:
-        _load_steps(tile, slot, c, src, b, ch, t0, tl, mode == _REVERSED)
+        step = -1 if mode == _REVERSED else 1
+        first = srcs.shape[2] - 1 - t0 if mode == _REVERSED else t0
+        for t in range(tl):
+            tile[slot, t, c] = srcs[row, ch, first + step * t]
 
 
 @njit(inline="always")
-def _prefetch_walk(src, src_t, perm, k, b, ch, start, stop, mode, transposed):
-    """Prefetch what :func:`_load_walk` reads for steps start..stop."""
+def _prefetch_walk(srcs, row, perm, k, mode, ch, start, stop):
+    """Ask for the cache lines that :func:`_load_walk` reads at steps start..stop."""
     if mode == _GATHER:
         for t in range(start, stop):
-            _prefetch(src, b, ch, perm[k, t])
-    elif transposed:
-        _prefetch_steps(src_t, b, ch, start, stop, mode == _REVERSED)
+            _prefetch(srcs, row, ch, perm[k, t])
     else:
-        _prefetch_steps(src, b, ch, start, stop, mode == _REVERSED)
+        last = srcs.shape[2] - 1
+        for t in range(start, stop, 16):
+            _prefetch(srcs, row, ch, last - t if mode == _REVERSED else t)
 
 
 @njit(parallel=True, error_model="numpy", cache=True)
-def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, out, last, states):  # noqa: C901
+def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, out, last, states):  # noqa: C901
     softplus_on = opts[0] != 0
     has_z = opts[1] != 0
     save = opts[2] != 0
     chunk = opts[3]
-    bsz, du, L = u.shape
-    d, n = A.shape
+    bsz, d, L = delta.shape
+    du = srcs.shape[1]
+    n = A.shape[1]
     K = d // du
     dg = d // B.shape[1]
     nblk = ublocks.shape[0]
     nck = (L + chunk - 1) // chunk
     nth = opts[4]  # scratch slots
-    dt = u.dtype
+    dt = srcs.dtype
     xs = np.empty((nth, n + 1, LANES), dtype=dt)  # state tile (n, W)
     At = np.empty((nth, n + 1, LANES), dtype=dt)
     Dv = np.empty((nth, 2 * LANES), dtype=dt)
@@ -352,8 +334,8 @@ def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, o
             nc = ublocks[j, 1]
             i0 = k * du + c0  # first scan channel of this block in direction k
             grp = i0 // dg
+            srow = walks[k, 0] * bsz + b  # the map, or its transposed copy, of batch element b
             mode = walks[k, 1]
-            transposed = walks[k, 0] == 1  # read from the map's transposed copy
             # Lanes >= nc hold zeros (A = 0, u = 0, delta = 0): their state stays exactly 0.
             for c in range(LANES):
                 valid = c < nc
@@ -374,11 +356,7 @@ def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, o
                         for s in range(n):
                             states[b, i0 + c, ci, s] = xs[slot, s, c]
                 for c in range(nc):
-                    if K == 1:  # a plain scan
-                        for t in range(tl):
-                            uu[slot, t, c] = u[b, c0 + c, t0 + t]
-                    else:
-                        _load_walk(uu, slot, c, u, u2, perm, k, b, c0 + c, t0, tl, mode, transposed)
+                    _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
                     if softplus_on:  # vectorised into a contiguous row, then transposed
                         for t in range(tl):
                             row[slot, t] = fsoftplus(delta[b, i0 + c, t0 + t] + bv[slot, c])
@@ -392,12 +370,8 @@ def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, o
                             _prefetch(delta, b, i0 + c, t)
                             if has_z:
                                 _prefetch(z, b, i0 + c, t)
-                        if K == 1:
-                            for t in range(t0 + chunk, min(t0 + 2 * chunk, L), 16):
-                                _prefetch(u, b, c0 + c, t)
-                        else:
-                            stop = min(t0 + 2 * chunk, L)
-                            _prefetch_walk(u, u2, perm, k, b, c0 + c, t0 + chunk, stop, mode, transposed)
+                        stop = min(t0 + 2 * chunk, L)
+                        _prefetch_walk(srcs, srow, perm, k, mode, c0 + c, t0 + chunk, stop)
                 for s in range(n):
                     for t in range(tl):
                         Bt[slot, t, s] = B[b, grp, s, t0 + t]
@@ -429,8 +403,7 @@ def _fwd_kernel(u, u2, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, o
 
 @njit(parallel=True, error_model="numpy", cache=True)
 def _bwd_kernel(  # noqa: C901
-    u,
-    u2,
+    srcs,
     delta,
     A,
     B,
@@ -444,8 +417,7 @@ def _bwd_kernel(  # noqa: C901
     bitems,
     opts,
     states,
-    dout,
-    dout2,
+    dsrcs,
     dlast,
     du_s,
     ddelta,
@@ -459,16 +431,16 @@ def _bwd_kernel(  # noqa: C901
     softplus_on = opts[0] != 0
     has_z = opts[1] != 0
     chunk = opts[3]
-    bsz, du, L = u.shape
-    d, n = A.shape
-    K = d // du
+    bsz, d, L = delta.shape
+    du = srcs.shape[1]
+    n = A.shape[1]
     nit = bitems.shape[0]
     nck = (L + chunk - 1) // chunk
     mb = 1  # most blocks in one item
     for it in range(nit):
         mb = max(mb, bitems[it, 2] - bitems[it, 1])
     nth = opts[4]  # scratch slots
-    dt = u.dtype
+    dt = srcs.dtype
     # Per-block state carried across chunks: adjoint h, decay of the step after the chunk, dA, dD, dbias.
     H = np.empty((nth, mb + 1, n, LANES), dtype=dt)
     AN = np.empty((nth, mb + 1, n, LANES), dtype=dt)
@@ -539,8 +511,8 @@ def _bwd_kernel(  # noqa: C901
                     nc = sblocks[jb0 + jb, 1]
                     k = i0 // du
                     c0 = i0 - k * du
+                    srow = walks[k, 0] * bsz + b  # the maps (u, dout), or their transposed copies
                     mode = walks[k, 1]
-                    transposed = walks[k, 0] == 1  # read from the map's transposed copy
                     # Lanes >= nc must read as zero (an earlier block may have filled them).
                     for c in range(LANES):
                         valid = c < nc
@@ -557,13 +529,8 @@ def _bwd_kernel(  # noqa: C901
                                 go[slot, t, c] = 0
                                 zz[slot, t, c] = 0
                     for c in range(nc):  # u and dout of the map, read along the direction
-                        if K == 1:  # a plain scan
-                            for t in range(tl):
-                                uu[slot, t, c] = u[b, c0 + c, t0 + t]
-                                go[slot, t, c] = dout[b, c0 + c, t0 + t]
-                        else:
-                            _load_walk(uu, slot, c, u, u2, perm, k, b, c0 + c, t0, tl, mode, transposed)
-                            _load_walk(go, slot, c, dout, dout2, perm, k, b, c0 + c, t0, tl, mode, transposed)
+                        _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
+                        _load_walk(go, slot, c, dsrcs, srow, perm, k, mode, c0 + c, t0, tl)
                         if softplus_on:  # vectorised into contiguous rows, then transposed
                             for t in range(tl):
                                 sp, sgm = fsoftplus_sigmoid(delta[b, i0 + c, t0 + t] + bv[slot, c])
@@ -583,15 +550,8 @@ def _bwd_kernel(  # noqa: C901
                                 _prefetch(delta, b, i0 + c, t)
                                 if has_z:
                                     _prefetch(z, b, i0 + c, t)
-                            if K == 1:
-                                for t in range(t0 - chunk, t0, 16):
-                                    _prefetch(u, b, c0 + c, t)
-                                    _prefetch(dout, b, c0 + c, t)
-                            else:
-                                _prefetch_walk(u, u2, perm, k, b, c0 + c, t0 - chunk, t0, mode, transposed)
-                                _prefetch_walk(
-                                    dout, dout2, perm, k, b, c0 + c, t0 - chunk, t0, mode, transposed
-                                )
+                            _prefetch_walk(srcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
+                            _prefetch_walk(dsrcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
                     # Recompute the chunk's states, the output gate and dy.
                     for t in range(tl):
                         for c in range(LANES):
@@ -723,30 +683,28 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _sources(u: torch.Tensor, walk: tuple[int, int, DirectionSet] | None):
-    """(transposed copy of the map or a dummy, perm or a dummy, walks (K, 2) int64) for the kernels.
+def _sources(t: torch.Tensor, walk: tuple[int, int, DirectionSet] | None):
+    """(sources, perm or a dummy, walks (K, 2) int64) for the kernels to read ``t`` (b, du, l) along
+    each direction.
 
-    Walk sets read every direction contiguously (column-major walks from one transposed copy of the
-    map, reversed walks backwards), which streams like a plain scan; permutation sets gather through
-    perm. A plain scan is one forward walk.
+    ``sources`` is (S * b, du, l): the map t (S = 1), followed by its transposed copy when a walk is
+    column-major (S = 2); ``walks[k] = (source, mode)``. Walk sets read every direction contiguously
+    (column-major walks from the one transposed copy, reversed walks backwards), which streams like a
+    plain scan; permutation sets gather through perm. A plain scan is one forward walk.
     """
     dummy_perm = torch.zeros(1, 1, dtype=torch.int64)
-    dummy_map = torch.zeros(1, 1, 1, dtype=u.dtype)  # C-contiguous like u: one kernel type for both
     if walk is None:
-        return dummy_map, dummy_perm, np.array([[0, _FORWARD]], dtype=np.int64)
+        return t, dummy_perm, np.array([[0, _FORWARD]], dtype=np.int64)
     h, w, directions = walk
     if directions.walks is None:
-        gather = np.array([[0, _GATHER]] * directions.k, dtype=np.int64)
-        return dummy_map, directions.index(h, w), gather
-    walks = np.array(
-        [[int(wk.transpose), _REVERSED if wk.reverse else _FORWARD] for wk in directions.walks],
-        dtype=np.int64,
-    )
+        return t, directions.index(h, w), np.array([[0, _GATHER]] * directions.k, dtype=np.int64)
+    modes = [(int(wk.transpose), _REVERSED if wk.reverse else _FORWARD) for wk in directions.walks]
+    walks = np.array(modes, dtype=np.int64)
     if not walks[:, 0].any():
-        return dummy_map, dummy_perm, walks
-    b, du, length = u.shape
-    u2 = u.view(b, du, h, w).transpose(2, 3).contiguous().view(b, du, length)  # column-major order
-    return u2, dummy_perm, walks
+        return t, dummy_perm, walks
+    b, du, length = t.shape
+    col = t.view(b, du, h, w).transpose(2, 3).reshape(b, du, length)  # column-major order
+    return torch.cat([t, col]), dummy_perm, walks
 
 
 class _NumbaScan(torch.autograd.Function):
@@ -768,7 +726,7 @@ class _NumbaScan(torch.autograd.Function):
         Dc = D.detach().to(cdt).contiguous() if D is not None else torch.zeros(d, dtype=cdt)
         bc = delta_bias.detach().to(cdt).contiguous() if delta_bias is not None else torch.zeros(d, dtype=cdt)
         zc = z.detach().to(cdt).contiguous() if z is not None else torch.zeros(1, 1, 1, dtype=cdt)
-        u2, pm, walks = _sources(cv[0], walk)
+        srcs, pm, walks = _sources(cv[0], walk)
         ctx.walk = walk
         T = chunk_len(n)
         nck = -(-length // T)
@@ -781,8 +739,7 @@ class _NumbaScan(torch.autograd.Function):
         opts = np.array([int(delta_softplus), int(z is not None), int(save), T, slots], dtype=np.int64)
         with numba.parallel_chunksize(1):
             _fwd_kernel(
-                _np(cv[0]),
-                _np(u2),
+                _np(srcs),
                 *map(_np, cv[1:]),
                 _np(Dc),
                 _np(zc),
@@ -799,7 +756,7 @@ class _NumbaScan(torch.autograd.Function):
             h, w, directions = walk
             out = directions.merge_values(out.view(b, K, du, length), h, w)
         if save:
-            ctx.save_for_backward(*cv, u2, Dc, zc, bc, pm, states)
+            ctx.save_for_backward(srcs, *cv[1:], Dc, zc, bc, pm, states)
             ctx.walks = walks
             ctx.flags = (delta_softplus, z is not None, D is not None, delta_bias is not None)
             ctx.dtypes = tuple(
@@ -810,16 +767,17 @@ class _NumbaScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        u, delta, A, B, C, u2, D, z, bias, pm, states = ctx.saved_tensors
+        srcs, delta, A, B, C, D, z, bias, pm, states = ctx.saved_tensors
         delta_softplus, has_z, has_d, has_bias = ctx.flags
-        b, du, length = u.shape
-        d, n = A.shape
+        b, d, length = delta.shape
+        du = srcs.shape[1]
+        n = A.shape[1]
         g = B.shape[1]
-        cdt = u.dtype
+        cdt = srcs.dtype
         T = chunk_len(n)
         _, sblocks, bitems, splits = _plan(b, d, du, g)
         dout = dout.to(cdt).contiguous() if dout is not None else torch.zeros(b, du, length, dtype=cdt)
-        dout2 = _sources(dout, ctx.walk)[0]  # read along each direction like u (the merge's backward)
+        dsrcs = _sources(dout, ctx.walk)[0]  # read along each direction like u (the merge's backward)
         dlast = dlast.to(cdt).contiguous() if dlast is not None else torch.zeros(b, d, n, dtype=cdt)
         du_s = torch.empty(b, d, length, dtype=cdt)  # per scan channel (== du when d == du)
         ddelta = torch.empty(b, d, length, dtype=cdt)
@@ -833,12 +791,12 @@ class _NumbaScan(torch.autograd.Function):
         opts = np.array([int(delta_softplus), int(has_z), 1, T, slots], dtype=np.int64)
         with numba.parallel_chunksize(1):
             _bwd_kernel(
-                *map(_np, (u, u2, delta, A, B, C, D, z, bias, pm)),
+                *map(_np, (srcs, delta, A, B, C, D, z, bias, pm)),
                 ctx.walks,
                 sblocks,
                 bitems,
                 opts,
-                *map(_np, (states, dout, dout2, dlast, du_s, ddelta, dA_p, dBp, dCp, dD_p, dbias_p, dz)),
+                *map(_np, (states, dsrcs, dlast, du_s, ddelta, dA_p, dBp, dCp, dD_p, dbias_p, dz)),
             )
         if ctx.walk is not None:  # fused directional scan: merge the per-direction du back onto the map
             h, w, directions = ctx.walk

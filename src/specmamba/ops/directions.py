@@ -31,7 +31,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["BIDIRECTIONAL", "SS2D", "DirectionSet", "Walk"]
+__all__ = ["BIDIRECTIONAL", "SS2D", "DirectionSet", "Walk", "column_major"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,22 @@ class Walk:
 
     transpose: bool = False
     reverse: bool = False
+
+
+def column_major(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(..., h*w) in row-major order -> (..., h*w) in column-major order (entry j*h + i is (i, j))."""
+    return t.reshape(*t.shape[:-1], h, w).transpose(-1, -2).reshape(t.shape)
+
+
+def _row_major(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The inverse of :func:`column_major`."""
+    return t.reshape(*t.shape[:-1], w, h).transpose(-1, -2).reshape(t.shape)
+
+
+def _along(walk: Walk, row: torch.Tensor, col: torch.Tensor | None) -> torch.Tensor:
+    """A walk's order of a map given in row-major (``row``) and column-major (``col``) order."""
+    seq = col if walk.transpose else row
+    return seq.flip(-1) if walk.reverse else seq
 
 
 class DirectionSet:
@@ -128,12 +144,10 @@ class DirectionSet:
             self._check_grid(h, w)
             index = self._perm.to(t.device).view(1, k, 1, length).expand(b, k, c, length)
             return t.gather(-1, index)
-        seqs = []
-        for i, wk in enumerate(self.walks):
-            s = t[:, i]  # (b, c, l) row-major
-            if wk.transpose:
-                s = s.reshape(b, c, h, w).transpose(-1, -2).reshape(b, c, length)  # column-major
-            seqs.append(s.flip(-1) if wk.reverse else s)
+        seqs = [
+            _along(wk, t[:, i], column_major(t[:, i], h, w) if wk.transpose else None)  # (b, c, l)
+            for i, wk in enumerate(self.walks)
+        ]
         return torch.stack(seqs, dim=1)  # (b, K, c, l)
 
     # -- the same without autograd (kernels' backward passes) -------------------------------------
@@ -145,10 +159,8 @@ class DirectionSet:
             gathered = x.reshape(b, d, h * w)[:, :, self._perm.to(x.device)]  # (b, d, K, l)
             return gathered.transpose(1, 2).contiguous()  # (b, K, d, l)
         row = x.reshape(b, d, h * w)  # (b, d, l) row-major
-        col = x.transpose(2, 3).reshape(b, d, h * w) if any(wk.transpose for wk in self.walks) else None
-        seqs = [(col if wk.transpose else row) for wk in self.walks]
-        seqs = [s.flip(-1) if wk.reverse else s for s, wk in zip(seqs, self.walks)]
-        return torch.stack(seqs, dim=1)  # (b, K, d, l)
+        col = column_major(row, h, w) if any(wk.transpose for wk in self.walks) else None
+        return torch.stack([_along(wk, row, col) for wk in self.walks], dim=1)  # (b, K, d, l)
 
     def merge_values(self, ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """:meth:`merge` without autograd; directions added one after the other in index order (the
@@ -162,18 +174,16 @@ class DirectionSet:
         out = None
         for k, wk in enumerate(self.walks):
             y = ys[:, k].flip(-1) if wk.reverse else ys[:, k]
-            if wk.transpose:  # column-major -> row-major order
-                y = y.reshape(b, d, w, h).transpose(2, 3).reshape(b, d, length)
+            y = _row_major(y, h, w) if wk.transpose else y
             out = y if out is None else out + y
         return out  # (b, d, l)
 
 
 @functools.lru_cache(maxsize=64)
 def _walk_index(walks: tuple[Walk, ...], h: int, w: int) -> torch.Tensor:
-    idx = torch.arange(h * w, dtype=torch.int64).view(h, w)
-    row, col = idx.reshape(-1), idx.t().reshape(-1)  # column-major walk: t = j*h + i visits (i, j)
-    seqs = [(col if wk.transpose else row) for wk in walks]
-    return torch.stack([s.flip(0) if wk.reverse else s for s, wk in zip(seqs, walks)])
+    row = torch.arange(h * w, dtype=torch.int64)
+    col = column_major(row, h, w)  # column-major walk: t = j*h + i visits (i, j)
+    return torch.stack([_along(wk, row, col) for wk in walks])
 
 
 class _Scan(torch.autograd.Function):

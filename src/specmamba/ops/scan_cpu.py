@@ -69,7 +69,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .directions import DirectionSet
+from .directions import DirectionSet, column_major
 from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["LANES", "chunk_len", "directional_scan_cpu", "scan_cpu"]
@@ -702,9 +702,7 @@ def _sources(t: torch.Tensor, walk: tuple[int, int, DirectionSet] | None):
     walks = np.array(modes, dtype=np.int64)
     if not walks[:, 0].any():
         return t, dummy_perm, walks
-    b, du, length = t.shape
-    col = t.view(b, du, h, w).transpose(2, 3).reshape(b, du, length)  # column-major order
-    return torch.cat([t, col]), dummy_perm, walks
+    return torch.cat([t, column_major(t, h, w)]), dummy_perm, walks
 
 
 class _NumbaScan(torch.autograd.Function):
@@ -735,7 +733,7 @@ class _NumbaScan(torch.autograd.Function):
         out = torch.empty(b, d, length, dtype=cdt)  # per scan channel, in each direction's step order
         last = torch.empty(b, d, n, dtype=cdt)
         states = torch.empty(b, d, nck, n, dtype=cdt) if save else torch.empty(1, 1, 1, 1, dtype=cdt)
-        slots = _set_threads(b * (d // du) * ublocks.shape[0])
+        slots = _set_threads(b * K * ublocks.shape[0])
         opts = np.array([int(delta_softplus), int(z is not None), int(save), T, slots], dtype=np.int64)
         with numba.parallel_chunksize(1):
             _fwd_kernel(

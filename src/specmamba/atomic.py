@@ -1,7 +1,10 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename over the target.
 
 An interrupted run therefore never leaves a truncated checkpoint, table or report behind; the
-previous version of the file stays intact until the new one is complete. :func:`write_csv` and
+previous version of the file stays intact until the new one is complete. A write that fails (disk
+full, read-only) raises :class:`~specmamba.errors.OutputError` naming the target, and removes its
+temporary file. :func:`staged_folder` does the same for everything a command writes into one folder
+(masks, tables, figures): all of it appears at the end, or none of it. :func:`write_csv` and
 :func:`write_json` are the package's one CSV and one JSON writer, so every table has one format:
 a header of the columns in first-appearance order, CRLF line ends (RFC 4180, the csv module's
 default), floats in full precision (Python's shortest repr that reads back exactly), an empty cell for
@@ -16,10 +19,14 @@ import csv
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from .disk import output_error
+from .errors import OutputError
 
 
 def _umask() -> int:
@@ -30,19 +37,65 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, else removed."""
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, else removed.
+
+    An OSError while creating, writing or renaming it becomes an OutputError naming ``path``.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions open() would
+    tmp_path: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
+        # mkstemp makes 0600, and some writers recreate the file: give the permissions open() would.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
+    except OutputError:
+        raise
+    except OSError as err:
+        raise output_error(err, target) from err
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty staging folder for everything a command writes into ``folder``.
+
+    On success its files (sub-folders included) are moved into ``folder``, replacing files of the same
+    name and leaving every other file alone; on any failure the staging folder is removed and
+    ``folder`` is as it was (removed again if this call created it). The staging folder is a hidden
+    ``.partial-*`` folder inside ``folder``, so the moves are renames on one file system and error
+    messages name paths under ``folder``.
+    """
+    target = Path(folder)
+    created = not target.exists()
+    committed = False
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=target))
+    except OSError as err:
+        raise output_error(err, target) from err
+    try:
+        yield stage
+        for path in sorted(stage.rglob("*")):
+            destination = target / path.relative_to(stage)
+            if path.is_dir():
+                destination.mkdir(exist_ok=True)
+            else:
+                os.replace(path, destination)
+        committed = True
+    except OutputError:
+        raise
+    except OSError as err:
+        raise output_error(err, target) from err
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not committed and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
 
 
 @contextlib.contextmanager

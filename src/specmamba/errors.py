@@ -25,6 +25,10 @@ class CheckpointError(SpecMambaError, ValueError):
     """A checkpoint that is missing, corrupt, or of another architecture or channel count."""
 
 
+class OutputError(SpecMambaError, OSError):
+    """An output folder or file that cannot be written: read-only, full, or a file in the way."""
+
+
 class InputSizeError(SpecMambaError, ValueError):
     """An input whose spatial size the model cannot take."""
 

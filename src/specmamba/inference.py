@@ -36,6 +36,13 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
+def check_loader_options(batch_size: int, workers: int) -> None:
+    """Raise ConfigError unless ``batch_size`` >= 1 and ``workers`` >= 0 (whole numbers)."""
+    for flag, value, minimum in (("--batch-size", batch_size, 1), ("--workers", workers, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{flag} must be a whole number >= {minimum}; got {value!r}.")
+
+
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA when enabled; a no-op on CPU (fp32 there)."""
     if enabled and device.type == "cuda":

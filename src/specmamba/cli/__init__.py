@@ -10,11 +10,26 @@ import argparse
 from collections.abc import Callable, Sequence
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type for a whole number >= ``minimum`` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def add_inference_flags(parser: argparse.ArgumentParser) -> None:
     """The flags shared by the commands that run a trained model over a folder."""
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
-    parser.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=8, help="images per forward pass")
+    parser.add_argument("--workers", type=int_at_least(0), default=0, help="data-loading worker processes")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
+from ..atomic import atomic_open
 from ..errors import CheckpointError
 from ..models.checkpoint_file import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
 
@@ -109,6 +109,10 @@ def check_optimizer_state(state: dict[str, Any], optimizer: torch.optim.Optimize
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
-    """Write ``ckpt`` to ``path`` atomically (an interrupted save leaves the old file intact)."""
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    """Write ``ckpt`` to ``path`` atomically (an interrupted save leaves the old file intact).
+
+    Saved through a Python file object, so that a full disk is the OSError it is (torch.save on a
+    path reports it as an "enforce fail" RuntimeError) and becomes an OutputError naming ``path``.
+    """
+    with atomic_open(path, "wb") as fh:
+        torch.save(ckpt, fh)

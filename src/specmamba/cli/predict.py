@@ -14,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-i", "--input", required=True, help="folder of images (jpg, png, bmp, tif)")
     parser.add_argument("-o", "--output", required=True, help="folder for the PNG masks")
     parser.add_argument("--overlay", action="store_true", help="also write image + mask overlays")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace masks (and overlays) already in the output folder"
+    )
     add_inference_flags(parser)
     parser.set_defaults(func=run)
 
@@ -24,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         overlay=args.overlay,
+        overwrite=args.overwrite,
         **inference_kwargs(args),
     )
     print(

@@ -2,7 +2,8 @@
 
 Predictions are made at the checkpoint's training size, their logits resized (bilinear) to the original
 image size, then binarised; metrics compare them with the original, unresized masks. Writes
-``per_case.csv`` (one row per case) and ``summary.json`` (mean, std, median per metric, empty counts).
+``per_case.csv`` (one row per case) and ``summary.json`` (mean, std, median per metric, empty counts);
+the output folder is checked for room before the work, and the two files appear together or not at all.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..atomic import write_json
+from ..atomic import staged_folder, write_json
 from ..data import SegmentationDataset, find_pairs, read_mask, select_split, validate_pairs
-from ..inference import autocast, case_labels, resolve_device
+from ..disk import check_output_folder
+from ..inference import autocast, case_labels, check_loader_options, resolve_device
 from ..metrics import MetricTable, case_metrics_multiclass
 from ..models.rebuild import load_training_checkpoint
+
+#: Room asked for the two tables (a per-case row is about 200 bytes; this covers 5000 cases).
+_TABLE_BYTES = 1 << 20
 
 
 def evaluate(
@@ -38,6 +43,9 @@ def evaluate(
     (its ``val_fraction`` and ``split_seed``) unless the data folder carries explicit split lists.
     ``out`` defaults to ``<checkpoint folder>/eval_<split>``.
     """
+    check_loader_options(batch_size, workers)
+    out_dir = Path(out) if out is not None else Path(checkpoint).parent / f"eval_{split}"
+    check_output_folder(out_dir, "--out", _TABLE_BYTES)
     ckpt, model = load_training_checkpoint(checkpoint)
     cfg = ckpt["config"]
     dev = resolve_device(device)
@@ -46,7 +54,6 @@ def evaluate(
     num_classes = cfg["num_classes"]
     validate_pairs(selected, num_classes)
     model = model.to(dev).eval()
-    out_dir = Path(out) if out is not None else Path(checkpoint).parent / f"eval_{split}"
 
     dataset = SegmentationDataset(
         selected,
@@ -81,7 +88,8 @@ def evaluate(
         "img_size": cfg["img_size"],
         **table.summary(),
     }
-    table.write_csv(out_dir / "per_case.csv")
-    write_json(out_dir / "summary.json", summary)
+    with staged_folder(out_dir) as stage:
+        table.write_csv(stage / "per_case.csv")
+        write_json(stage / "summary.json", summary)
     summary["out"] = str(out_dir)
     return summary

@@ -3,6 +3,12 @@
 Each image is resized to the checkpoint's training size, segmented, and its logits resized back to the
 image's own size. Binary models write 0/255 PNG masks; multi-class models write the label map (0..K-1)
 as PNG. ``overlay=True`` also writes the image with the mask tinted and outlined, for a quick look.
+
+What the user gives is never lost: the output folder may not be (or contain) the input folder; two
+images that would give one mask name (``case.jpg`` and ``case.png``) are refused up front; masks
+already in the output folder are replaced only with ``overwrite=True``; and every mask is written into
+a staging folder that moves into place only when all images are done (:func:`staged_folder`), so a
+bad image or a full disk leaves the output folder as it was.
 """
 
 from __future__ import annotations
@@ -17,10 +23,17 @@ from scipy import ndimage
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, staged_folder
 from ..data import ImageFolderDataset, list_images, read_image
-from ..inference import autocast, case_labels, resolve_device
+from ..disk import check_output_folder
+from ..errors import ConfigError
+from ..inference import autocast, case_labels, check_loader_options, resolve_device
 from ..models.rebuild import load_training_checkpoint
+
+OVERLAYS = "overlays"
+#: Room asked for per mask (a binary PNG mask is a few KB) and per overlay, per byte of its input.
+_MASK_BYTES, _OVERLAY_BYTES_PER_INPUT_BYTE = 16 * 1024, 4
+_MAX_LISTED = 10
 
 OVERLAY_COLOURS = np.array(
     [[0, 0, 0], [255, 60, 60], [60, 200, 60], [60, 120, 255], [255, 200, 0], [200, 60, 255]], dtype=np.uint8
@@ -36,12 +49,26 @@ def predict(
     batch_size: int = 8,
     workers: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Segment every image in ``images``; masks go to ``out/<stem>.png``, overlays to ``out/overlays``."""
+    """Segment every image in ``images``; masks go to ``out/<stem>.png``, overlays to ``out/overlays``.
+
+    Raises ConfigError / OutputError before any work when ``out`` is (or contains) ``images``, would
+    overwrite files without ``overwrite``, or cannot be written; nothing is written unless every
+    image is segmented.
+    """
+    check_loader_options(batch_size, workers)
+    paths = list_images(images)
+    out_dir = Path(out)
+    outputs = planned_outputs(paths, overlay)
+    check_prediction_folder(Path(images), out_dir, outputs, overwrite)
+    need = len(paths) * _MASK_BYTES
+    if overlay:
+        need += _OVERLAY_BYTES_PER_INPUT_BYTE * sum(p.stat().st_size for p in paths)
+    check_output_folder(out_dir, "-o", need)
     ckpt, model = load_training_checkpoint(checkpoint)
     cfg = ckpt["config"]
     dev = resolve_device(device)
-    paths = list_images(images)
     model = model.to(dev).eval()
     dataset = ImageFolderDataset(
         paths,
@@ -51,9 +78,7 @@ def predict(
         std=ckpt["normalization"]["std"],
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    out_dir = Path(out)
-    written: list[str] = []
-    with torch.no_grad():
+    with torch.no_grad(), staged_folder(out_dir) as stage:
         for batch in tqdm(loader, desc="predict", disable=not progress, dynamic_ncols=True):
             with autocast(dev, cfg.get("amp", True)):
                 logits = model(batch["image"].to(dev))
@@ -61,20 +86,60 @@ def predict(
                 height, width = int(batch["orig_size"][0][i]), int(batch["orig_size"][1][i])
                 labels = case_labels(logits, i, (height, width)).astype(np.uint8)
                 mask_png = labels * 255 if cfg["num_classes"] == 1 else labels
-                target = out_dir / f"{Path(path).stem}.png"
-                _save_png(mask_png, target)
-                written.append(str(target))
-                if overlay:
-                    _save_png(
-                        make_overlay(read_image(path, channels=3), labels),
-                        out_dir / "overlays" / f"{Path(path).stem}_overlay.png",
-                    )
+                mask_name, overlay_name = outputs[Path(path)]
+                _save_png(mask_png, stage / mask_name)
+                if overlay_name:
+                    _save_png(make_overlay(read_image(path, channels=3), labels), stage / overlay_name)
     return {
-        "n_images": len(written),
+        "n_images": len(outputs),
         "out": str(out_dir),
-        "masks": written,
-        "overlays": str(out_dir / "overlays") if overlay else None,
+        "masks": [str(out_dir / mask) for mask, _ in outputs.values()],
+        "overlays": str(out_dir / OVERLAYS) if overlay else None,
     }
+
+
+def planned_outputs(paths: list[Path], overlay: bool) -> dict[Path, tuple[str, str | None]]:
+    """Each image -> (its mask's name, its overlay's name or None) under the output folder.
+
+    Two images with one stem (``case.jpg``, ``case.png``) would write one mask: ConfigError naming them.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(p.name for p in names) for names in clashes[:_MAX_LISTED])
+        raise ConfigError(
+            f"{len(clashes)} mask name(s) would be written twice, by images of the same name: {shown}. "
+            "Each mask is named after its image without the extension; rename or move one of each."
+        )
+    return {p: (f"{p.stem}.png", f"{OVERLAYS}/{p.stem}_overlay.png" if overlay else None) for p in paths}
+
+
+def check_prediction_folder(
+    images: Path, out: Path, outputs: dict[Path, tuple[str, str | None]], overwrite: bool
+) -> None:
+    """Refuse an output folder that is or contains the input folder (never allowed: the masks would
+    sit among, or replace, the images), or that holds files predict would replace (unless
+    ``overwrite``); a file in the way is an error too."""
+    source, target = images.resolve(), out.resolve()
+    if target == source or target in source.parents:
+        what = "the input folder" if target == source else "a folder containing the input folder"
+        raise ConfigError(
+            f"-o {out} is {what} {images}: masks written there would mix with (or replace) the input images. "
+            "Choose an output folder outside the input folder."
+        )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out} is a file, not a folder: choose a folder for the masks.")
+    existing = [name for names in outputs.values() for name in names if name and (out / name).exists()]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:_MAX_LISTED]) + (
+            f" (and {len(existing) - _MAX_LISTED} more)" if len(existing) > _MAX_LISTED else ""
+        )
+        raise ConfigError(
+            f"-o {out} already holds {len(existing)} of the files this prediction writes ({shown}). "
+            "Pass --overwrite to replace them, or choose another output folder."
+        )
 
 
 def make_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.4) -> np.ndarray:

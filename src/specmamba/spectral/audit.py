@@ -18,6 +18,9 @@ Output folder (every file written atomically):
   ``avr_channel_distribution``;
 - ``report.html``: one self-contained page with the tables, the figures and the provenance (data,
   checkpoints with their SHA-256, software versions).
+
+The output folder is checked for room before the measurements, and every file is written into a
+staging folder that moves into place at the end: a failure leaves ``out`` as it was.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_path, write_csv, write_json
+from ..atomic import atomic_path, staged_folder, write_csv, write_json
 from ..data import find_pairs, select_split, validate_pairs
+from ..disk import check_output_folder
 from ..errors import ConfigError, DataError
 from ..inference import resolve_device
 from ..models.rebuild import load_training_checkpoint
@@ -57,6 +61,9 @@ from .tables import (
 )
 
 __all__ = ["AuditSettings", "TABLE_FILES", "load_audited_models", "run_audit"]
+
+#: Room asked for the tables, spectra, figures (PNG at 300 dpi and PDF) and the report.
+_AUDIT_BYTES = 64 << 20
 
 #: CSV file of each table, in the order the report shows them.
 TABLE_FILES = {
@@ -91,12 +98,13 @@ class AuditSettings:
     seed: int = 0
 
     def check(self) -> None:
-        for name in ("shift_images", "max_images"):
+        for flag, name, minimum in (("--shift-images", "shift_images", 0), ("--max-images", "max_images", 1)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 0):
-                raise ConfigError(f"{name} must be a whole number >= 0 (or None for all); got {value!r}.")
-        if self.max_images == 0:
-            raise ConfigError("max_images must be at least 1 (or None for every image of the split).")
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < minimum):
+                raise ConfigError(
+                    f"{flag} ({name}) must be a whole number >= {minimum} (or None for all images); "
+                    f"got {value!r}."
+                )
         if self.n_boot < 0:
             raise ConfigError(f"n_boot must be >= 0 bootstrap replicates; got {self.n_boot}.")
         if self.tolerance < 0:
@@ -329,6 +337,7 @@ def run_audit(
     )
     out = Path(out)
     _check_out(out, overwrite)
+    check_output_folder(out, "--out", _AUDIT_BYTES)
     dev = resolve_device(device)
     entries = load_audited_models(checkpoints)
     pairs = _select_images(entries, data, split, allow_unpaired)
@@ -357,38 +366,39 @@ def run_audit(
             torch.cuda.empty_cache()
 
     tables, notes = _build_tables(results, entries, specs, settings, len(pairs))
-    files, figures = _write_tables_and_figures(out, tables, results, specs, settings.threshold)
+    with staged_folder(out) as stage:
+        files, figures = _write_tables_and_figures(stage, tables, results, specs, settings.threshold)
 
-    headline = _headline(tables["stages"], tables["boundary"], tables["shift"], tables["correlation"])
-    provenance = {
-        "data": str(Path(data).resolve()),
-        "split": split,
-        "n_images": len(pairs),
-        "checkpoints": [_checkpoint_provenance(e, r) for e, r in zip(entries, results)],
-        "settings": asdict(settings),
-        "device": str(dev),
-        "software": software_versions(),
-        "command": command or "specmamba.spectral.run_audit(...)",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    summary = {
-        **headline,
-        **{k: v for k, v in provenance.items() if k != "software"},
-        "notes": notes,
-        "files": {**files, "figures": {k: [p.name for p in v] for k, v in figures.items()}},
-        "software": provenance["software"],
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    write_json(out / "summary.json", summary, default=_json_default)
-    write_report(
-        out / "report.html",
-        title=f"Spectral audit of {', '.join(e.label for e in entries)} on {Path(data).name} ({split})",
-        summary=_report_summary(headline),
-        tables={TABLE_FILES[k]: tables[k] for k in TABLE_FILES if k in files},
-        figures=figures,
-        notes=notes,
-        provenance=provenance,
-    )
+        headline = _headline(tables["stages"], tables["boundary"], tables["shift"], tables["correlation"])
+        provenance = {
+            "data": str(Path(data).resolve()),
+            "split": split,
+            "n_images": len(pairs),
+            "checkpoints": [_checkpoint_provenance(e, r) for e, r in zip(entries, results)],
+            "settings": asdict(settings),
+            "device": str(dev),
+            "software": software_versions(),
+            "command": command or "specmamba.spectral.run_audit(...)",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        summary = {
+            **headline,
+            **{k: v for k, v in provenance.items() if k != "software"},
+            "notes": notes,
+            "files": {**files, "figures": {k: [p.name for p in v] for k, v in figures.items()}},
+            "software": provenance["software"],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        write_json(stage / "summary.json", summary, default=_json_default)
+        write_report(
+            stage / "report.html",
+            title=f"Spectral audit of {', '.join(e.label for e in entries)} on {Path(data).name} ({split})",
+            summary=_report_summary(headline),
+            tables={TABLE_FILES[k]: tables[k] for k in TABLE_FILES if k in files},
+            figures=figures,
+            notes=notes,
+            provenance=provenance,
+        )
     summary["out"] = str(out)
     return summary
 

@@ -82,9 +82,10 @@ def create_model(name: str, checkpoint_path: str | None = None, **kwargs: Any) -
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
         if unknown is None or unknown.group(1) not in kwargs:
             raise
+        others = [option for option in model_options(name) if option not in kwargs]  # not those given
         raise ConfigError(
-            f"{name}: unknown model option {unknown.group(1)!r}; {name} takes "
-            f"{', '.join(model_options(name)) or 'no options'}."
+            f"{name}: unknown model option {unknown.group(1)!r}; the other options {name} takes: "
+            f"{', '.join(others) or 'none'}."
         ) from None
     model.specmamba_name = name
     model.specmamba_kwargs = architecture_kwargs(kwargs)

@@ -6,6 +6,9 @@ validation Dice/IoU on the validation split. After every epoch ``checkpoint_last
 ``checkpoint_best.pt`` when validation Dice improved. Because all randomness is a function of
 (seed, epoch, index) plus RNG states stored in the checkpoint, ``resume`` continues a stopped run exactly
 where its last completed epoch ended: the resumed run reaches the same weights as an uninterrupted one.
+The run folder's rules (one writer, the order of the saves, ``--overwrite`` setting the old run aside)
+are in :mod:`specmamba.engine.run_folder`; a resume refuses a checkpoint_last.pt of another run (its
+run id or config differs from the folder's) and an ``--epochs`` below the epochs already completed.
 
 The contract between data, model and criterion (DESIGN.md, "Training contract"):
 
@@ -29,10 +32,12 @@ loaders, optimizer and schedule, resume, then per epoch train, validate, save, r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +56,7 @@ from ..data import (
     select_split,
     validate_pairs,
 )
+from ..disk import check_output_folder
 from ..errors import ConfigError, InputSizeError, TrainingDivergedError
 from ..inference import autocast, logits_to_labels, resolve_device
 from ..losses import SegCriterion, build_criterion
@@ -60,7 +66,16 @@ from ..models.interface import valid_input_size
 from ..models.registry import create_model
 from ..output import SegOutput
 from .checkpoint import check_optimizer_state, make_checkpoint, restore_rng_state, save_checkpoint
-from .config import MERGED_OPTIONS, TrainConfig, config_to_yaml, merge_overrides
+from .config import (
+    COMMAND_LINE,
+    MERGED_OPTIONS,
+    PATH_FIELDS,
+    TrainConfig,
+    check_types,
+    config_to_yaml,
+    merge_overrides,
+    resolved_path,
+)
 from .distributed import (
     DistContext,
     average_gradients,
@@ -78,6 +93,10 @@ log = logging.getLogger(__name__)
 
 # Options that may change when a run is resumed; anything else must match the stored config.
 RESUMABLE_OVERRIDES = ("epochs", "workers", "progress", "device")
+#: Room a run asks for, per byte of its parameters: checkpoint_last.pt (weights and two Adam moments)
+#: and its temporary copy while it is replaced, checkpoint_best.pt and the release; plus 1 MB of tables.
+_BYTES_PER_PARAMETER_BYTE = 8
+_TABLE_BYTES = 1 << 20
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -86,6 +105,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     Returns the summary dict (also written to ``summary.json``). Under torchrun every rank calls this;
     only rank 0 writes files. Raises SpecMambaError subclasses for bad input before anything is written.
     """
+    config.validate()
     device = resolve_device(config.device, local_rank=_local_rank())
     ctx = init_distributed(device)
     if device.type == "cuda":
@@ -99,10 +119,17 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     """The stored config of the run in ``run_dir``, with the overrides a resume may change."""
     run = RunFolder(run_dir)
+    if run.root.is_dir():
+        with run.locked():
+            run.recover_set_aside()  # a killed --overwrite may have left the run to resume aside
     if not run.last.is_file():
         raise ConfigError(f"--resume: {run.last} does not exist, so there is no run to resume in {run.root}.")
     stored = dict(read_checkpoint(run.last)["config"])
-    for key, value in merge_overrides(stored, overrides).items():  # dict options merged, as in resolve_config
+    given = check_types({k: v for k, v in overrides.items() if v is not None}, COMMAND_LINE)
+    for key, value in merge_overrides(stored, given).items():  # dict options merged, as in resolve_config
+        if key in PATH_FIELDS:  # compared resolved: a relative path means the same folder from anywhere
+            value = resolved_path(value)
+            stored[key] = resolved_path(stored[key]) if stored.get(key) else stored.get(key)
         if stored.get(key) == value:
             continue
         if key not in RESUMABLE_OVERRIDES:
@@ -129,6 +156,8 @@ class Trainer:
         self.resume, self.overwrite = resume, overwrite
         self.run_folder = RunFolder(config.out)
         self.show_progress = config.progress and ctx.is_main
+        self.run_id = uuid.uuid4().hex  # a resumed run keeps the id of the run it continues
+        self.saved_epochs = 0  # epochs this process has saved
 
     # -- set-up ---------------------------------------------------------------------------------------
 
@@ -217,20 +246,30 @@ class Trainer:
     # -- the run, step by step --------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self._prepare_data()
-        self._seed()
-        model, criterion = self._build_model(), self._build_criterion()
-        n_params = sum(p.numel() for p in model.parameters())
-        if self.ctx.is_main:
-            self.run_folder.prepare(resume=self.resume, overwrite=self.overwrite)
+        with self.run_folder.locked() if self.ctx.is_main else contextlib.nullcontext():
+            self._prepare_data()
+            self._seed()
+            model, criterion = self._build_model(), self._build_criterion()
+            n_params = sum(p.numel() for p in model.parameters())
+            if self.ctx.is_main:
+                weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+                need = _BYTES_PER_PARAMETER_BYTE * weight_bytes + _TABLE_BYTES
+                check_output_folder(self.run_folder.root, "--out", need)
+                self.run_folder.prepare(resume=self.resume, overwrite=self.overwrite)
+            try:
+                return self._run_epochs(model, criterion, n_params)
+            except BaseException:
+                if self.ctx.is_main and not self.saved_epochs:
+                    self.run_folder.restore_set_aside()  # nothing new saved: the replaced run comes back
+                raise
+
+    def _run_epochs(self, model: nn.Module, criterion: SegCriterion, n_params: int) -> dict[str, Any]:
         barrier(self.ctx)
         model.to(self.device)
         criterion.to(self.device)
         train_loader, val_loader = self._loaders()
         optimizer, scheduler = self._build_optimization(model, criterion, len(train_loader))
         state = self._restore(model, criterion, optimizer, scheduler) if self.resume else _RunState()
-        if self.ctx.is_main:
-            atomic_write_text(self.run_folder.config, config_to_yaml(self.config))
         net = self._wrap_distributed(model)
         timer = _Timer()
         for epoch in range(state.start_epoch, self.config.epochs):
@@ -270,8 +309,18 @@ class Trainer:
         return optimizer, scheduler
 
     def _restore(self, model, criterion, optimizer, scheduler) -> _RunState:
-        """Load the last checkpoint's weights, criterion, optimizer, scheduler and RNG states."""
+        """Load the last checkpoint's weights, criterion, optimizer, scheduler and RNG states, after
+        checking it belongs to this run; rewrite the files a kill may have left behind it."""
         ckpt = read_checkpoint(self.run_folder.last)
+        if self.ctx.is_main:
+            self.run_folder.check_belongs(ckpt, ignored=(*RESUMABLE_OVERRIDES, *PATH_FIELDS))
+        if ckpt["epoch"] > self.config.epochs:
+            raise ConfigError(
+                f"--epochs {self.config.epochs} is fewer than the {ckpt['epoch']} epochs the run in "
+                f"{self.run_folder.root} has completed; resume with --epochs {ckpt['epoch']} or more "
+                "(or start a new run)."
+            )
+        self.run_id = ckpt.get("run_id") or self.run_id
         model.load_state_dict(ckpt["state_dict"])
         criterion.load_state_dict(ckpt.get("criterion_state", {}))
         check_optimizer_state(ckpt["optimizer"], optimizer, str(self.run_folder.last))
@@ -280,6 +329,7 @@ class Trainer:
         self.normalization = ckpt["normalization"]
         restore_rng_state(ckpt["rng"])
         if self.ctx.is_main:
+            self.run_folder.reconcile(ckpt, config_to_yaml(self.config), _weights_only(ckpt))
             log.info("resuming %s after epoch %d", self.run_folder.root, ckpt["epoch"])
         return _RunState(ckpt["epoch"], ckpt["best_score"], ckpt["best_epoch"], list(ckpt.get("history", [])))
 
@@ -328,10 +378,16 @@ class Trainer:
             criterion=criterion,
         )
         ckpt["history"] = state.history
+        ckpt["run_id"] = self.run_id
+        # checkpoint_last.pt first: everything after it can be rebuilt from it (RunFolder.reconcile).
         save_checkpoint(ckpt, self.run_folder.last)
+        if not self.saved_epochs:
+            self.run_folder.discard_set_aside()
+        self.saved_epochs += 1
         if improved:
             save_checkpoint(_weights_only(ckpt), self.run_folder.best)
         self.run_folder.write_metrics(state.history)
+        atomic_write_text(self.run_folder.config, config_to_yaml(self.config))
 
     def _report_epoch(self, row: dict[str, Any], improved: bool) -> None:
         if self.show_progress:
@@ -376,7 +432,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"The training loss became {loss.item()} at epoch {epoch + 1}: lower --lr, or keep "
-                    "gradient clipping on (grad_clip in the config). The last completed epoch is saved."
+                    f"gradient clipping on (grad_clip in the config). {self._saved_text()}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -423,6 +479,17 @@ class Trainer:
             "n_cases": len(merged),
         }
 
+    def _saved_text(self) -> str:
+        """What is on disk if the run stops now, for error messages."""
+        if self.saved_epochs or self.resume:
+            return f"The last completed epoch is saved in {self.run_folder.last}."
+        if self.overwrite:
+            return (
+                "No epoch was completed: nothing new was saved, and the previous run in "
+                f"{self.config.out} is kept."
+            )
+        return "No epoch was completed, so nothing was saved."
+
     def _summary(self, state: _RunState, n_params: int, timer: _Timer, finished: bool) -> dict[str, Any]:
         cfg = self.config
         history = state.history
@@ -431,6 +498,7 @@ class Trainer:
         seconds = timer.seconds()
         return {
             "model": cfg.model,
+            "run_id": self.run_id,
             "parameters": n_params,
             "data": str(cfg.data),
             "n_train": len(self.train_pairs),

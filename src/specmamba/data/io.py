@@ -6,7 +6,8 @@ Mask values are interpreted as follows (REFERENCE.md section 8):
 - several files for one case (BUSI ``_mask_1`` extras) are merged by union (element-wise maximum);
 - a colour (RGB) mask is reduced to one channel: its channel maximum (any coloured foreground counts);
 - GlaS instance labels (file stem ending in ``_anno``, or ``layout_hint="instance"``) -> ``> 0``;
-- values within {0, 1} are kept; values exactly {0, 255} are mapped to {0, 1};
+- values within {0, 1} are kept; values exactly {0, 255} (8-bit) or {0, 65535} (16-bit) are mapped to
+  {0, 1};
 - JPEG masks, and masks that are binary up to compression noise (many grey levels, nearly every pixel
   within 31 of 0 or 255, and not already a valid label map), are thresholded at 128 to {0, 1};
 - anything else is a multi-class label map kept as is; a value >= max(2, num_classes) is an error.
@@ -135,6 +136,8 @@ def _read_one_mask(path: Path, num_classes: int, layout_hint: str | None) -> np.
         return values.astype(np.uint8)
     if np.isin(unique, (0, 255)).all():
         return (values >= 128).astype(np.uint8)
+    if np.isin(unique, (0, 65535)).all():  # a 16-bit binary mask: black and the 16-bit white
+        return (values > 0).astype(np.uint8)
     top = max(2, num_classes)
     if is_jpeg and unique[-1] >= 128:
         return (values >= 128).astype(np.uint8)  # JPEG cannot store label maps: only binary survives

@@ -16,6 +16,9 @@ Medical segmentation datasets are distributed in a handful of folder layouts (RE
    ``benign/``, ``malignant/``, ``normal/``); a mask pairs with the image of the same base name in the
    same folder.
 
+A folder where more than one of these layouts is present (say images/ + masks/ beside flat pairs or an
+nnU-Net imagesTr/) is refused, naming each: picking one would silently ignore the others' cases.
+
 File types: .jpg .jpeg .png .bmp .tif .tiff, case-insensitive. Hidden files (``.DS_Store``, macOS
 ``._x.jpg`` forks) and ISIC ``_superpixels`` images are ignored. Case names are image stems (without
 the nnU-Net channel suffix) and must be unique within a dataset.
@@ -102,18 +105,35 @@ def find_pairs(root: str | os.PathLike[str], allow_unpaired: bool = False) -> li
     """
     folder = _check_folder(root, "--data folder")
     subdirs = {p.name.lower(): p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
-
-    if "imagestr" in subdirs and "labelstr" in subdirs:
-        return _pair_nnunet(subdirs["imagestr"], subdirs["labelstr"], allow_unpaired)
-    if "original" in subdirs and "ground truth" in subdirs:
-        return _pair_folders(subdirs["original"], subdirs["ground truth"], allow_unpaired)
-    for image_name, mask_name in _FOLDER_PAIRS:
-        if image_name in subdirs and mask_name in subdirs:
-            return _pair_folders(subdirs[image_name], subdirs[mask_name], allow_unpaired)
-
     direct = [p for p in folder.iterdir() if is_image_file(p)]
+
+    found = []  # (what the user sees, the pairing function of that layout, its arguments)
+    if "imagestr" in subdirs and "labelstr" in subdirs:
+        found.append(
+            (
+                _pair_text(subdirs["imagestr"], subdirs["labelstr"]),
+                _pair_nnunet,
+                subdirs["imagestr"],
+                subdirs["labelstr"],
+            )
+        )
+    for image_name, mask_name in (("original", "ground truth"), *_FOLDER_PAIRS):
+        if image_name in subdirs and mask_name in subdirs:
+            pair = subdirs[image_name], subdirs[mask_name]
+            found.append((_pair_text(*pair), _pair_folders, *pair))
     if direct:
-        return _pair_flat(folder, direct, allow_unpaired)
+        found.append(
+            (f"{len(direct)} image files directly in the folder (flat pairs)", _pair_flat, folder, direct)
+        )
+    if len(found) > 1:
+        raise DataError(
+            f"The --data folder {folder} mixes dataset layouts: {'; '.join(f[0] for f in found)}. "
+            "Using one would silently leave out the cases of the others: keep one layout per folder, or "
+            "point --data at the sub-folder that holds the dataset you mean."
+        )
+    if found:
+        _, pairing, *args = found[0]
+        return pairing(*args, allow_unpaired)
     nested = [p for p in folder.rglob("*") if is_image_file(p) and not _hidden_below(p, folder)]
     if nested:
         return _pair_flat(folder, nested, allow_unpaired)
@@ -211,6 +231,10 @@ def _pair_nnunet(image_dir: Path, label_dir: Path, allow_unpaired: bool) -> list
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def _pair_text(image_dir: Path, mask_dir: Path) -> str:
+    return f"{image_dir.name}/ + {mask_dir.name}/"
 
 
 def _check_folder(root: str | os.PathLike[str], what: str) -> Path:

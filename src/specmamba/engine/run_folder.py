@@ -78,14 +78,16 @@ class RunFolder:
             raise output_error(err, self.root, "create the run folder") from err
         try:
             if not _try_lock(fd):
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.lseek(fd, 0, os.SEEK_SET)
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
                 raise ConfigError(
                     f"Run folder {self.root} is being written by another process (pid {holder}): two runs "
                     "in one folder would overwrite each other, and resuming a run that is still training "
                     "would fork it. Wait for that process to finish (or stop it), or choose another --out."
                 )
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, str(os.getpid()).encode())
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock

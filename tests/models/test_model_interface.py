@@ -33,6 +33,7 @@ FULL_MODELS = list_models(include_test=False)
 #: Exact parameter counts (3 -> 1) of every full-size model; REFERENCE.md gives the published ones
 #: (VM-UNet 27,427,561 and 44,273,833; Swin-Unet 27.17M; UNet-ResNet50 32.52M). A new model adds its own.
 PARAMETERS = {
+    "spec_vmamba": 15_545_417,
     "swin_unet": 27_168_132,
     "unet_resnet50": 32_521_105,
     "unet_small": 488_001,

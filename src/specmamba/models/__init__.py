@@ -17,6 +17,7 @@ from .weights import load_checkpoint, load_weights
 from . import unet, unet_resnet  # noqa: E402, F401  isort: skip
 from . import vmunet  # noqa: E402, F401  isort: skip
 from . import swin_unet  # noqa: E402, F401  isort: skip
+from . import spec_vmamba  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "SegOutput",

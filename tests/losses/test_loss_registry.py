@@ -18,7 +18,7 @@ from specmamba.losses import (
     register_loss,
 )
 
-BUILT_IN = {"bce", "ce", "dice", "bce_dice", "focal"}
+BUILT_IN = {"bce", "ce", "dice", "bce_dice", "focal", "frequency", "boundary", "spectral_dual"}
 
 
 def test_names_and_classes() -> None:
@@ -31,7 +31,7 @@ def test_names_and_classes() -> None:
     assert isinstance(build_loss("BCE-Dice", 1), BCEDiceLoss)
 
 
-@pytest.mark.parametrize("name", ["bce", "ce", "dice", "bce_dice", "focal"])
+@pytest.mark.parametrize("name", ["bce", "ce", "dice", "bce_dice", "focal", "frequency", "boundary"])
 @pytest.mark.parametrize("k", [1, 3])
 def test_every_loss_runs_with_finite_gradient(name: str, k: int) -> None:
     logits = torch.randn(2, k, 8, 8, requires_grad=True)

@@ -15,6 +15,9 @@ from .bce import BCELoss  # noqa: E402  isort: skip
 from .bce_dice import BCEDiceLoss  # noqa: E402  isort: skip
 from .dice import DiceLoss  # noqa: E402  isort: skip
 from .focal import FocalLoss  # noqa: E402  isort: skip
+from .frequency import FrequencyLoss  # noqa: E402  isort: skip
+from .boundary import BoundaryAwareLoss  # noqa: E402  isort: skip
+from .spectral_dual import SpectralDualLoss  # noqa: E402  isort: skip
 from .criterion import LossResult, SegCriterion, build_criterion, criterion_options  # noqa: E402  isort: skip
 
 #: Registered loss names (aliases included), for help texts.
@@ -24,10 +27,13 @@ __all__ = [
     "LOSS_NAMES",
     "BCEDiceLoss",
     "BCELoss",
+    "BoundaryAwareLoss",
     "DiceLoss",
     "FocalLoss",
+    "FrequencyLoss",
     "LossResult",
     "SegCriterion",
+    "SpectralDualLoss",
     "build_criterion",
     "build_loss",
     "canonical_loss_name",

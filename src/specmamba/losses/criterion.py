@@ -4,7 +4,9 @@ The trainer hands every model output, a logits tensor or a :class:`~specmamba.ou
 one :class:`SegCriterion`, which returns the total to back-propagate and its named terms (the trainer
 logs each term as a ``train_loss_<name>`` column of ``metrics.csv``). The rule:
 
-* a *pixel loss* (bce, dice, bce_dice, focal, ...) scores the main logits as term ``main``; each
+* a *pixel loss* (bce, dice, bce_dice, focal, ...) scores the main logits as term ``main`` (a pixel
+  loss made of several weighted terms, such as spectral_dual, may return them as a dict instead: they
+  become the terms, and its aux scores are their sums); each
   auxiliary output i is upsampled bilinearly to the target's size and scored by the same loss, as
   term ``aux<i>`` with weight ``aux_weight`` (0.4 by default, the weight of Vim's auxiliary head,
   REFERENCE.md section 5; resizing the logits rather than the labels is mmsegmentation's rule, and
@@ -24,6 +26,7 @@ Shape letters: B batch, K logit channels, H/W target size, h/w size of an auxili
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -66,12 +69,15 @@ class SegCriterion(nn.Module):
         if self.structured:
             terms = dict(self.loss(out, target))
         else:
-            terms = {"main": self.loss(out.logits, target)}
+            main = self.loss(out.logits, target)
+            terms = dict(main) if isinstance(main, Mapping) else {"main": main}
             size = tuple(target.shape[-2:])
             for i, aux in enumerate(out.aux):
                 if tuple(aux.shape[-2:]) != size:
                     aux = F.interpolate(aux.float(), size=size, mode="bilinear", align_corners=False)
-                terms[f"aux{i}"] = self.aux_weight * self.loss(aux, target)
+                value = self.loss(aux, target)
+                value = torch.stack(list(value.values())).sum() if isinstance(value, Mapping) else value
+                terms[f"aux{i}"] = self.aux_weight * value
         for name, term in out.terms.items():
             if name in terms:
                 raise ConfigError(

@@ -3,11 +3,11 @@
 Like the model registry, one file per loss registers its class with :func:`register_loss` (a name
 plus optional aliases). Every registered loss takes ``num_classes`` plus its own keyword options
 (``loss_kwargs`` in a config, ``--loss-kwarg KEY=VALUE`` on the command line). A *pixel loss* maps
-(logits (B, K, H, W), target (B, H, W) int64) to a scalar; a *structured loss* sets the class
-attribute ``takes_seg_output = True`` and scores a whole :class:`~specmamba.output.SegOutput`
-(deep supervision), returning a dict of named scalar terms. The trainer never calls a registered
-loss directly: :func:`specmamba.losses.criterion.build_criterion` wraps it (see there for the rule
-that turns any loss into the training criterion).
+(logits (B, K, H, W), target (B, H, W) int64) to a scalar, or to a dict of named weighted terms; a
+*structured loss* sets the class attribute ``takes_seg_output = True`` and scores a whole
+:class:`~specmamba.output.SegOutput` (deep supervision), returning a dict of named scalar terms.
+The trainer never calls a registered loss directly: :func:`specmamba.losses.criterion.build_criterion`
+wraps it (see there for the rule that turns any loss into the training criterion).
 """
 
 from __future__ import annotations

@@ -10,8 +10,14 @@ edge is soft (a logistic ramp 0.6-3 px wide). The mask is the lesion (ramp >= 0.
 lesion and skin alike, and the dark vignette of some dermoscopes are not in the mask, so one-channel
 thresholding does not solve the task, while a small network learns it within a few CPU epochs.
 
-Layout: ``out/images/synth_0000.png`` (RGB) + ``out/masks/synth_0000.png`` (0/255), same names, and
-``out/README.txt``. Image ``i`` depends only on (seed, i, size): a smaller ``n`` gives a prefix.
+With ``num_classes=3`` the lesion also has an inner region, label 2 (its core, at 35-60% of the
+outline's radius, drawn darker and bluer so that it can be seen), inside label 1: a three-class task for
+the multi-class pipeline. The binary images are unchanged by that option (it draws its random numbers
+after theirs).
+
+Layout: ``out/images/synth_0000.png`` (RGB) + ``out/masks/synth_0000.png`` (0/255 for the binary task,
+the labels 0/1/2 for three classes), same names, and ``out/README.txt``. Image ``i`` depends only on
+(seed, i, size, num_classes): a smaller ``n`` gives a prefix.
 
 Shape letters: S image side, 3 RGB channels.
 """
@@ -33,13 +39,22 @@ _SKIN_DARK = np.array([186.0, 132.0, 100.0])
 _LESION_LIGHT = np.array([168.0, 112.0, 78.0])
 _LESION_DARK = np.array([62.0, 38.0, 30.0])
 _VEIL = np.array([112.0, 118.0, 138.0])
+_CORE = np.array([40.0, 40.0, 70.0])
 _GENERATOR_VERSION = 1
+SYNTHETIC_CLASSES = (1, 3)
 
 
 def make_synthetic_dataset(
-    out: str | os.PathLike[str], n: int = 200, size: int = 256, seed: int = 0, overwrite: bool = False
+    out: str | os.PathLike[str],
+    n: int = 200,
+    size: int = 256,
+    seed: int = 0,
+    overwrite: bool = False,
+    num_classes: int = 1,
 ) -> Path:
-    """Write ``n`` synthetic lesion images with their 0/255 masks under ``out``; returns ``out``.
+    """Write ``n`` synthetic lesion images with their masks under ``out``; returns ``out``.
+
+    ``num_classes`` 1: binary 0/255 masks; 3: label maps 0 (skin), 1 (lesion), 2 (its core).
 
     Deterministic for a given ``seed``. A non-empty ``out`` raises :class:`DataError` unless
     ``overwrite`` is true; then the files of an earlier synthetic set (``images/synth_*.png``,
@@ -49,6 +64,11 @@ def make_synthetic_dataset(
         raise ConfigError(f"--n {n}: the synthetic dataset needs at least one image.")
     if size < 16:
         raise ConfigError(f"--size {size}: synthetic images need at least 16 x 16 pixels.")
+    if num_classes not in SYNTHETIC_CLASSES:
+        raise ConfigError(
+            f"--num-classes {num_classes}: the synthetic data has 1 (binary lesion masks) or 3 classes "
+            "(background, lesion, lesion core)."
+        )
     root = Path(out).expanduser()
     if root.exists() and not root.is_dir():
         raise DataError(f"The output {root} is a file: give a folder path for the synthetic dataset.")
@@ -67,16 +87,19 @@ def make_synthetic_dataset(
     width = max(4, len(str(n - 1)))
     for i in range(n):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
-        image, mask = render_sample(rng, size)
+        image, mask = render_sample(rng, size, num_classes)
         name = f"synth_{i:0{width}d}.png"
         _save_png(Image.fromarray(image, "RGB"), root / "images" / name)
-        _save_png(Image.fromarray(mask * np.uint8(255), "L"), root / "masks" / name)
-    atomic_write_text(root / "README.txt", _readme(n, size, seed))
+        _save_png(
+            Image.fromarray(mask * np.uint8(255) if num_classes == 1 else mask, "L"), root / "masks" / name
+        )
+    atomic_write_text(root / "README.txt", _readme(n, size, seed, num_classes))
     return root
 
 
-def render_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic case: RGB image uint8 (S, S, 3) and binary mask uint8 (S, S) in {0, 1}."""
+def render_sample(rng: np.random.Generator, size: int, num_classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic case: RGB image uint8 (S, S, 3) and mask uint8 (S, S): {0, 1}, or {0, 1, 2} for
+    ``num_classes=3`` (2 = the lesion's core)."""
     s = size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)  # (S, S) pixel coordinates
 
@@ -122,7 +145,25 @@ def render_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
     image = _vignette(rng, image, yy, xx)
     image = _hairs(rng, image)
     image = image * rng.uniform(0.88, 1.08) + rng.normal(0.0, 2.0, size=image.shape)  # exposure, sensor
+    if num_classes == 3:  # drawn last, so the binary images stay what they were
+        image, mask = _core(rng, image, mask, rho, radius, edge)
     return np.clip(image, 0, 255).round().astype(np.uint8), mask
+
+
+def _core(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    mask: np.ndarray,
+    rho: np.ndarray,
+    radius: np.ndarray,
+    edge: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lesion's core (label 2): the region within 35-60% of the outline's radius, darker and bluer."""
+    signed = rho - rng.uniform(0.35, 0.6) * radius  # < 0 inside the core
+    alpha = 1.0 / (1.0 + np.exp(np.clip(signed / edge, -50, 50)))[..., None]
+    strength = rng.uniform(0.5, 0.8)
+    image = image * (1 - strength * alpha) + _CORE * strength * alpha
+    return image, np.where(signed < 0, 2, mask).astype(np.uint8)
 
 
 def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -196,14 +237,19 @@ def _save_png(img: Image.Image, path: Path) -> None:
         img.save(tmp, format="PNG", compress_level=3)
 
 
-def _readme(n: int, size: int, seed: int) -> str:
+def _readme(n: int, size: int, seed: int, num_classes: int) -> str:
+    labels = (
+        "0 background / 255 lesion" if num_classes == 1 else "labels 0 background, 1 lesion, 2 lesion core"
+    )
     return (
         "Synthetic dermoscopy-like lesion segmentation dataset, written by specmamba "
         f"(specmamba.data.synthetic, generator version {_GENERATOR_VERSION}).\n\n"
-        f"images: {n}, size: {size}x{size}, seed: {seed}\n"
-        "layout: images/synth_XXXX.png (RGB) + masks/synth_XXXX.png (0 background / 255 lesion)\n\n"
+        f"images: {n}, size: {size}x{size}, seed: {seed}, classes: {num_classes}\n"
+        f"layout: images/synth_XXXX.png (RGB) + masks/synth_XXXX.png ({labels})\n\n"
         "Every image is generated from random numbers: skin with one irregular pigmented lesion, soft "
         "lesion edges and dark hairs (hairs are not part of the mask). No patient data is involved. "
         "Regenerate with: specmamba synth OUT --n "
-        f"{n} --size {size} --seed {seed}\n"
+        f"{n} --size {size} --seed {seed}"
+        + (f" --num-classes {num_classes}" if num_classes != 1 else "")
+        + "\n"
     )

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_cpu_rows_json_and_table(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    result = bench_model(model="test_vmunet", img_size=32, repeats=1, json_path=out)
+    result = bench_model(model="test_vmunet", img_size=32, repeats=1, json_path=out, compare_to=None)
     rows = result["rows"]
     assert [r["backend"] for r in rows] == ["cpu", "ref", "auto"]
     assert [r["unit"] for r in rows] == ["s", "s", "img/s"]
@@ -31,16 +31,42 @@ def test_cpu_rows_json_and_table(tmp_path, capsys):
     assert "scan backend cpu" in printed and "scan backend ref" in printed and "training, images/s" in printed
 
 
+def test_another_model_is_set_against_the_comparison_model_in_the_same_run(capsys):
+    result = bench_model(
+        model="test_spec_vmamba", img_size=32, backends=["cpu"], repeats=1, compare_to="test_vmunet"
+    )
+    rows = result["rows"]
+    assert [r.get("model") for r in rows] == ["test_spec_vmamba"] * 2 + ["test_vmunet"] * 2 + [None] * 2
+    infer = {r["model"]: r["value"] for r in rows[:4] if r["unit"] == "s"}
+    train = {r["model"]: r["value"] for r in rows[:4] if r["unit"] == "img/s"}
+    assert rows[4]["value"] == pytest.approx(infer["test_spec_vmamba"] / infer["test_vmunet"])
+    assert rows[5]["value"] == pytest.approx(train["test_spec_vmamba"] / train["test_vmunet"])
+    assert result["meta"]["compare_to"] == "test_vmunet"
+    assert "test_vmunet: inference" in capsys.readouterr().out
+
+
 def test_threads_are_set_for_the_run_and_restored():
     result = bench_model(
-        model="test_vmunet", img_size=32, backends=["cpu"], repeats=1, threads=2, verbose=False
+        model="test_vmunet",
+        img_size=32,
+        backends=["cpu"],
+        repeats=1,
+        threads=2,
+        verbose=False,
+        compare_to=None,
     )
     assert result["meta"]["threads"] == 2 and torch.get_num_threads() == 1
 
 
 def test_ref_is_estimated_beyond_its_budget():
     result = bench_model(
-        model="test_vmunet", img_size=64, backends=["ref"], repeats=1, ref_budget_s=0.0, verbose=False
+        model="test_vmunet",
+        img_size=64,
+        backends=["ref"],
+        repeats=1,
+        ref_budget_s=0.0,
+        verbose=False,
+        compare_to=None,
     )
     ref = result["rows"][0]
     assert ref["backend"] == "ref" and ref["estimated"] and ref["value"] > 0

@@ -16,6 +16,10 @@ section 2 and print each one beside the figure the official VM-UNet code reached
   all for ``cuda_model`` (``vmunet_deep``, the 44.27M configuration the official figures were
   measured with on one H100: 83.7 / 103.5 img/s, 25.0 GiB, 32.0 ms, 301 img/s).
 * ``device="all"``: both sections (CUDA only where available).
+* ``compare_to`` (``vmunet`` by default): when the CPU section's model is another one, the same CPU
+  figures of that model are measured in the same run (fused ``cpu`` scan backend), followed by the
+  ratios of the two (inference time and training speed of ``model`` over ``compare_to``'s), so a new
+  architecture is always set against VM-UNet on the same machine and load.
 
 References are printed only where the measurement matches their setting (model, 256x256, batch);
 otherwise the row says so. Timings are medians (see :mod:`specmamba.bench.timing`); JSON output is
@@ -208,6 +212,7 @@ def _bench_cpu(
                 setting=setting,
                 backend=backend,
                 estimated=estimated,
+                model=model_name,
             )
         )
     model.set_scan_backend("auto")
@@ -224,9 +229,38 @@ def _bench_cpu(
             higher_is_better=True,
             backend="auto",
             peak_extra_gib=mem / _GIB if mem is not None else None,
+            model=model_name,
         )
     )
     return rows
+
+
+def _ratio_rows(rows: list[dict[str, Any]], model: str, other: str) -> list[dict[str, Any]]:
+    """``model``'s fused-scan inference time and training speed over ``other``'s, from one run's rows."""
+
+    def pick(name: str, unit: str) -> float:
+        return next(
+            r["value"]
+            for r in rows
+            if r["model"] == name and r["unit"] == unit and r.get("backend") in ("cpu", "auto")
+        )
+
+    return [
+        _row(
+            "cpu",
+            f"inference time of {model} / {other} (same run)",
+            pick(model, "s") / pick(other, "s"),
+            "x",
+            higher_is_better=False,
+        ),
+        _row(
+            "cpu",
+            f"training speed of {model} / {other} (same run)",
+            pick(model, "img/s") / pick(other, "img/s"),
+            "x",
+            higher_is_better=True,
+        ),
+    ]
 
 
 def _bench_accelerator(
@@ -327,6 +361,7 @@ def bench_model(
     json_path: str | os.PathLike[str] | None = None,
     *,
     cuda_model: str | None = "vmunet_deep",
+    compare_to: str | None = "vmunet",
     train_batch: int | None = None,
     backends: Sequence[str] | None = None,
     repeats: int | None = None,
@@ -344,6 +379,8 @@ def bench_model(
         json_path: also write the result there (atomically) as JSON.
         cuda_model: model of the CUDA section (default ``vmunet_deep``, the setting of the official
             figures); None = ``model``.
+        compare_to: a second model whose CPU figures are measured in the same run, with the ratios
+            (default ``vmunet``; None, or ``model`` itself, for none).
         train_batch: CPU training batch (default 2).
         backends: scan backends to time; CPU default ``cpu`` and ``ref``, CUDA default ``auto``.
         repeats: timed calls per figure (median; default 3 on CPU, 10 on CUDA).
@@ -385,6 +422,14 @@ def bench_model(
             f"use {valid_input_size(probe, img_size)}."
         )
     del probe
+    if compare_to not in (None, model):
+        other = create_model(compare_to)
+        if not scan_modules(other) or valid_input_size(other, img_size) != img_size:
+            raise ConfigError(
+                f"bench model: compare_to {compare_to!r} must be a model with selective-scan layers that "
+                f"takes {img_size}x{img_size} inputs (e.g. vmunet)."
+            )
+        del other
     run_cpu = device in ("cpu", "all")
     run_cuda = device == "cuda" or (device == "all" and torch.cuda.is_available())
     cpu_backends = list(backends) if backends else ["cpu", "ref"]
@@ -395,6 +440,7 @@ def bench_model(
         resolve_backend(missing[0], "cpu")  # raises with the reason and the fix
     meta: dict[str, Any] = {
         "model": model,
+        "compare_to": compare_to if run_cpu and compare_to not in (None, model) else None,
         "cuda_model": cuda_model if run_cuda else None,
         "img_size": img_size,
         "threads": threads or torch.get_num_threads(),
@@ -417,6 +463,11 @@ def bench_model(
             rows += _bench_cpu(
                 model, img_size, batch or 1, train_batch or 2, cpu_backends, repeats or 3, ref_budget_s
             )
+            if meta["compare_to"] and "cpu" in cpu_backends:
+                rows += _bench_cpu(
+                    compare_to, img_size, batch or 1, train_batch or 2, ["cpu"], repeats or 3, ref_budget_s
+                )
+                rows += _ratio_rows(rows, model, compare_to)
         if run_cuda:
             cuda_backends = list(backends) if backends else ["auto"]
             rows += _bench_accelerator(
@@ -455,6 +506,7 @@ def render(result: dict) -> str:
         note = r["reference_note"] or ""
         if r.get("peak_extra_gib") is not None:
             note = f"peak extra RSS {r['peak_extra_gib']:.2f} GiB" + (f"; {note}" if note else "")
-        table.append([r["section"], r["figure"], f"{shown} {r['unit']}", ref, better, note])
+        figure = f"{r['model']}: {r['figure']}" if meta.get("compare_to") and "model" in r else r["figure"]
+        table.append([r["section"], figure, f"{shown} {r['unit']}", ref, better, note])
     header = ["device", "figure", "specmamba", "official", "better by", "reference / notes"]
     return head + "\n" + format_table(table, header)

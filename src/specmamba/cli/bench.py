@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument(
         "--cuda-model", default="vmunet_deep", help="model of the CUDA section (default vmunet_deep)"
     )
+    model.add_argument(
+        "--compare-to",
+        default="vmunet",
+        help="second model timed on CPU in the same run, with the ratios (default vmunet; 'none' for none)",
+    )
     model.add_argument("--device", choices=["cpu", "cuda", "all"], default="cpu")
     model.add_argument("--batch", type=int, default=None, help="CPU inference batch (1) / CUDA batch (32)")
     model.add_argument("--train-batch", type=int, default=None, help="CPU training batch (default 2)")
@@ -129,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             img_size=args.img_size,
             json_path=args.json,
             cuda_model=args.cuda_model,
+            compare_to=None if args.compare_to.lower() == "none" else args.compare_to,
             train_batch=args.train_batch,
             backends=args.backends,
             repeats=args.repeats,

@@ -292,3 +292,12 @@ def test_full_size_model_builds_and_runs(name):
     with torch.no_grad():
         y = model(torch.randn(1, 3, size, size))
     assert y.shape == (1, 1, size, size) and torch.isfinite(y).all()
+
+
+def test_architecture_label_names_what_changes_the_network():
+    from specmamba.models.interface import architecture_label
+
+    assert architecture_label("vmunet", {"in_chans": 3, "num_classes": 1, "scan_backend": "ref"}) == "vmunet"
+    assert architecture_label("vmunet", {"encoder_weights": "x.pth"}) == "vmunet"
+    label = architecture_label("spec_vmamba", {"num_classes": 3, "spectral": False, "in_chans": 3})
+    assert label == "spec_vmamba(num_classes=3, spectral=False)"

@@ -27,9 +27,9 @@ def test_isic_preset_is_the_seeds_recipe():
     assert cfg.loss == "spectral_dual" and cfg.optimizer == "adamw" and cfg.num_classes == 1
 
 
-def test_multiclass_preset_has_three_classes():
+def test_multiclass_preset_is_the_seeds_one_channel_to_three_classes():
     cfg = resolve_config("spec_vmamba_multiclass", data="d", out="o")
-    assert cfg.model == "spec_vmamba" and cfg.num_classes == 3 and cfg.loss == "spectral_dual"
+    assert (cfg.model, cfg.in_chans, cfg.num_classes, cfg.loss) == ("spec_vmamba", 1, 3, "spectral_dual")
 
 
 @pytest.fixture(scope="module")

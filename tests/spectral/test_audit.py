@@ -270,3 +270,12 @@ def test_the_audit_on_cuda_matches_the_cpu(full_audit, checkpoints, tiny_synth, 
         for key in ("avr_mean", "avr_s1", "low_s1"):  # cuDNN may use TF32: agreement to ~1e-4
             assert float(gpu[key]) == pytest.approx(float(cpu[key]), abs=1e-3), key
         assert float(gpu["dice"]) == pytest.approx(float(cpu["dice"]), abs=0.02)  # a few boundary pixels
+
+
+def test_an_ablation_is_its_own_architecture_not_a_seed(checkpoints, tiny_synth, train_tiny, tmp_path):
+    from specmamba.spectral.audit import load_audited_models
+
+    narrow = train_tiny(tiny_synth, tmp_path / "narrow", "test_unet", model_kwargs={"base_width": 4})
+    entries = load_audited_models([checkpoints["unet0"], checkpoints["unet1"], narrow])
+    assert [e.architecture for e in entries] == ["test_unet", "test_unet", "test_unet(base_width=4)"]
+    assert [e.label for e in entries] == ["test_unet-seed0", "test_unet-seed1", "test_unet(base_width=4)"]

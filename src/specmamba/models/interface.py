@@ -45,11 +45,13 @@ from ..layers.scan_backend import scan_backend_of, scan_modules, set_scan_backen
 from .hook_points import ChannelsFirst
 
 __all__ = [
+    "EXECUTION_KWARGS",
     "FACTORY_CHANNEL_DEFAULTS",
     "WEIGHT_INIT_KWARGS",
     "ChannelsFirst",
     "SegmentationModel",
     "architecture_kwargs",
+    "architecture_label",
     "check_input_channels",
     "check_input_size",
     "make_feature_info",
@@ -77,6 +79,25 @@ def architecture_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     The one rule of what a checkpoint records and what rebuilding a saved model passes to its factory.
     """
     return {k: v for k, v in kwargs.items() if k not in WEIGHT_INIT_KWARGS}
+
+
+#: Factory keyword arguments that choose how a model runs, not what it computes.
+EXECUTION_KWARGS: frozenset[str] = frozenset({"scan_backend"})
+
+
+def architecture_label(model_name: str, model_kwargs: Mapping[str, Any]) -> str:
+    """``model_name``, with the options that make it another network than its factory's default:
+    ``spec_vmamba(spectral=False)``. Channel counts at their defaults, weight-init and execution
+    options (``scan_backend``) are left out, so two checkpoints are one architecture (for instance two
+    training seeds) exactly when their labels are equal."""
+    options = {
+        key: value
+        for key, value in architecture_kwargs(model_kwargs).items()
+        if key not in EXECUTION_KWARGS and FACTORY_CHANNEL_DEFAULTS.get(key, object()) != value
+    }
+    if not options:
+        return model_name
+    return f"{model_name}({', '.join(f'{key}={value!r}' for key, value in sorted(options.items()))})"
 
 
 def make_feature_info(

@@ -43,6 +43,7 @@ from ..data import find_pairs, select_split, validate_pairs
 from ..disk import check_output_folder
 from ..errors import ConfigError, DataError
 from ..inference import resolve_device
+from ..models.interface import architecture_label
 from ..models.rebuild import load_training_checkpoint
 from .collect import AuditedModel, CheckpointResult, collect_checkpoint
 from .figures import write_all_figures
@@ -137,7 +138,8 @@ def load_audited_models(checkpoints: Sequence[str | Path]) -> list[AuditedModel]
                 f"defined on one foreground), but this checkpoint has num_classes {num_classes}."
             )
         loaded.append((Path(path), ckpt, model, stage_points(model)))
-    architectures = [ckpt["model_name"] for _, ckpt, _, _ in loaded]
+    # model name + the options that change the network: an ablation is its own architecture, not a seed
+    architectures = [architecture_label(ckpt["model_name"], ckpt["model_kwargs"]) for _, ckpt, _, _ in loaded]
     labels = _labels(architectures, [ckpt["config"].get("seed") for _, ckpt, _, _ in loaded])
     return [
         AuditedModel(label, arch, path, ckpt, model, points)

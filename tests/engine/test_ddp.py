@@ -36,6 +36,28 @@ def test_two_process_gloo_run(tiny_synth, tmp_path, tiny_train_argv):
     assert result.stdout.count('"best_epoch"') == 1
 
 
+@pytest.mark.slow
+def test_two_process_gloo_run_with_kan_deep_supervision(tiny_synth, tmp_path, tiny_train_argv):
+    """VMAML-UNet under DDP: auxiliary heads in train mode only, frozen wavelet filters, the KAN weights
+    of the criterion averaged over ranks and saved."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    argv = tiny_train_argv(
+        tiny_synth, out, "--model", "test_vmaml_unet", "--img-size", "64", epochs=1, batch_size=2
+    )
+    result = subprocess.run(
+        launcher + ["specmamba", *argv], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = RunFolder(out)
+    assert '"world_size": 2' in run.summary.read_text()
+    row = run.read_metrics()[0]
+    assert abs(sum(row[f"train_aux_weight{i}"] for i in range(3)) - 1.0) < 1e-6
+    state = torch.load(run.last, weights_only=True)["criterion_state"]
+    assert "aux_weighting.kan.spline_weight" in state
+
+
 def _average_on_rank(rank: int, init: str, results) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     try:

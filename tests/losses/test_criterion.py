@@ -53,7 +53,14 @@ def test_default_aux_weight_and_options():
     out = SegOutput(logits, aux=[logits.detach()])
     _, terms = build_criterion("bce", 1)(out, target)
     torch.testing.assert_close(terms["aux0"], 0.4 * terms["main"].detach())
-    assert criterion_options("focal") == ["gamma", "alpha", "aux_weight"]
+    assert criterion_options("focal") == [
+        "gamma",
+        "alpha",
+        "aux_weight",
+        "aux_budget",
+        "aux_temperature",
+        "aux_regularization",
+    ]
 
 
 def test_structured_loss_scores_the_whole_output_and_has_state():
@@ -74,7 +81,7 @@ def test_bad_options_and_outputs_are_refused():
     logits, target = _batch()
     with pytest.raises(ConfigError, match="accepts: bce_weight, .*aux_weight"):
         build_criterion("bce_dice", 1, aux=0.1)
-    with pytest.raises(ConfigError, match="aux_weight applies to pixel losses"):
+    with pytest.raises(ConfigError, match="aux_weight and an aux weighting apply to pixel losses"):
         build_criterion("test_learned_aux_weights", 1, aux_weight=0.1)
     with pytest.raises(ConfigError, match="aux_weight is -1"):
         build_criterion("bce", 1, aux_weight=-1)

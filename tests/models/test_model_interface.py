@@ -37,6 +37,7 @@ PARAMETERS = {
     "swin_unet": 27_168_132,
     "unet_resnet50": 32_521_105,
     "unet_small": 488_001,
+    "vmaml_unet": 29_503_114,
     "vmunet": 27_427_561,
     "vmunet_deep": 44_273_833,
 }
@@ -257,6 +258,8 @@ def test_training_path_reaches_every_parameter(name):
     loss.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     for pname, p in model.named_parameters():
+        if not p.requires_grad:  # frozen by design (WTConv2d's Haar filters)
+            continue
         assert p.grad is not None, f"{pname} gets no gradient"
         assert torch.isfinite(p.grad).all(), pname
         assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"

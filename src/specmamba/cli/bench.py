@@ -21,7 +21,7 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` command (with its ``scan`` subcommand) to the main CLI's subparsers."""
     bench = subparsers.add_parser("bench", help="benchmark the selective scan and whole models")
-    sub = bench.add_subparsers(dest="bench_command", metavar="{scan,model,kernels}", required=True)
+    sub = bench.add_subparsers(dest="bench_command", metavar="{scan,model,kan,kernels}", required=True)
     scan = sub.add_parser(
         "scan",
         help="time every selective-scan backend at the VM-UNet stage shapes",
@@ -93,6 +93,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     model.set_defaults(func=run)
 
+    kan = sub.add_parser(
+        "kan",
+        help="time the batched KAN convolution against the per-channel-pair loop of public KAN convs",
+        description="KANConv2d (one KANLinear over unfolded patches) against the loop over every (output, "
+        "input) channel pair that public KAN convolutions run, on the same weights (outputs checked first).",
+    )
+    kan.add_argument("--batch", type=int, default=2)
+    kan.add_argument("--channels", type=int, default=8, help="input channels (default 8)")
+    kan.add_argument("--out-channels", type=int, default=8, help="output channels (default 8)")
+    kan.add_argument("--size", type=int, default=32, help="map side (default 32)")
+    kan.add_argument("--repeats", type=int, default=3)
+    kan.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    kan.set_defaults(func=run)
+
     kernels = sub.add_parser(
         "kernels",
         help="compile the Triton scan kernels for a GPU (no GPU needed): registers, spills, instruction mix",
@@ -140,6 +154,18 @@ def run(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             ref_budget_s=args.ref_budget,
             threads=args.threads,
+        )
+        return 0
+    if args.bench_command == "kan":
+        from ..bench.kan_conv import bench_kan_conv
+
+        bench_kan_conv(
+            batch=args.batch,
+            channels=args.channels,
+            out_channels=args.out_channels,
+            size=args.size,
+            repeats=args.repeats,
+            json_path=args.json,
         )
         return 0
     if args.bench_command == "kernels":

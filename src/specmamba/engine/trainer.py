@@ -21,7 +21,8 @@ The contract between data, model and criterion (DESIGN.md, "Training contract"):
   (``specmamba.losses.criterion`` gives the rule), called as ``criterion(output, mask)`` with the
   output in float32, returning (total, terms). The total is back-propagated; every term's mean over
   the epoch is a ``train_loss_<name>`` column of ``metrics.csv`` when there is more than one.
-  Validation scores each case with the same criterion (``val_loss``).
+  Validation scores each case with the same criterion (``val_loss``). The criterion's diagnostics
+  (learned auxiliary weights) are logged as ``train_<name>`` columns, epoch means.
 * **criterion state**: a criterion's parameters (learnable loss weights) are trained with the model,
   in a second optimizer group without weight decay, clipped with the model's and averaged over DDP
   ranks; its state dict goes into every checkpoint (``criterion_state``) and is restored on resume.
@@ -93,6 +94,8 @@ log = logging.getLogger(__name__)
 
 # Options that may change when a run is resumed; anything else must match the stored config.
 RESUMABLE_OVERRIDES = ("epochs", "workers", "progress", "device")
+#: Prefix that keeps the criterion's diagnostics (not loss terms) apart in the epoch sums.
+_DIAGNOSTIC = "diagnostic:"
 #: Room a run asks for, per byte of its parameters: checkpoint_last.pt (weights and two Adam moments)
 #: and its temporary copy while it is replaced, checkpoint_best.pt and the release; plus 1 MB of tables.
 _BYTES_PER_PARAMETER_BYTE = 8
@@ -249,7 +252,8 @@ class Trainer:
         with self.run_folder.locked() if self.ctx.is_main else contextlib.nullcontext():
             self._prepare_data()
             self._seed()
-            model, criterion = self._build_model(), self._build_criterion()
+            model = self._build_model()
+            criterion = self._build_criterion(model)
             n_params = sum(p.numel() for p in model.parameters())
             if self.ctx.is_main:
                 weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -290,9 +294,11 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
 
-    def _build_criterion(self) -> SegCriterion:
+    def _build_criterion(self, model: nn.Module) -> SegCriterion:
+        """The criterion of ``loss`` / ``loss_kwargs``, weighing auxiliary outputs as the model asks."""
         cfg = self.config
-        return build_criterion(cfg.loss, cfg.num_classes, **cfg.loss_kwargs)
+        weighting = getattr(model, "aux_weighting", None)
+        return build_criterion(cfg.loss, cfg.num_classes, aux_weighting=weighting, **cfg.loss_kwargs)
 
     def _build_optimization(
         self, model: nn.Module, criterion: nn.Module, steps_per_epoch: int
@@ -337,6 +343,8 @@ class Trainer:
         if not self.ctx.enabled:
             return model
         ddp_args = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+        # a model that may leave parameters unused in a step (VMAML-UNet's wavelet levels on small maps)
+        ddp_args["find_unused_parameters"] = bool(getattr(model, "ddp_find_unused_parameters", False))
         return nn.parallel.DistributedDataParallel(model, **ddp_args)
 
     def _epoch(self, net, criterion, train_loader, val_loader, optimizer, scheduler, epoch, timer) -> dict:
@@ -352,8 +360,10 @@ class Trainer:
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": train_terms.pop("loss"),
         }
+        diagnostics = {k: train_terms.pop(k) for k in list(train_terms) if k.startswith(_DIAGNOSTIC)}
         if len(train_terms) > 1:  # one term is the loss itself; several each get a column
             row.update({f"train_loss_{name}": value for name, value in train_terms.items()})
+        row.update({f"train_{name[len(_DIAGNOSTIC) :]}": value for name, value in diagnostics.items()})
         row.update(
             {
                 "val_loss": val["loss"],
@@ -444,6 +454,9 @@ class Trainer:
             n = images.shape[0]
             for name, value in {"loss": loss, **terms}.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * n
+            for name, value in criterion.diagnostics().items():  # e.g. learned auxiliary weights
+                key = f"{_DIAGNOSTIC}{name}"
+                sums[key] = sums.get(key, 0.0) + value * n
             count += n
             bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
         parts = gather_objects((sums, count), self.ctx)

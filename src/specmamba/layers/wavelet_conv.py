@@ -159,13 +159,24 @@ class WTConv2d(nn.Module):
                 )
             h, w = (h + 1) // 2, (w + 1) // 2
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_size(x.shape[-2], x.shape[-1])
+    def levels_for(self, height: int, width: int) -> int:
+        """How many of the levels a (height, width) map can take (each level needs a band of 2x2)."""
+        h, w, levels = height, width, 0
+        while levels < self.wt_levels and h >= 2 and w >= 2:
+            h, w, levels = (h + 1) // 2, (w + 1) // 2, levels + 1
+        return levels
+
+    def forward(self, x: Tensor, levels: int | None = None) -> Tensor:
+        """``levels``: use only the first ``levels`` wavelet levels (None: all of them, strictly;
+        the extension lets a network run maps too small for its deepest levels)."""
+        if levels is None:
+            self.check_size(x.shape[-2], x.shape[-1])
+            levels = self.wt_levels
         c = self.in_channels
         filtered: list[Tensor] = []  # each level's filtered bands (B, C, 4, h/2, w/2)
         sizes: list[tuple[int, int]] = []
         low = x
-        for i in range(self.wt_levels):
+        for i in range(levels):
             h, w = low.shape[-2:]
             sizes.append((h, w))
             low = F.pad(low, (0, w % 2, 0, h % 2))  # odd sides: one pixel right / bottom
@@ -175,7 +186,7 @@ class WTConv2d(nn.Module):
             conv = self.wavelet_scale[i](self.wavelet_convs[i](bands.reshape(b, 4 * c, hh, ww)))
             filtered.append(conv.reshape(b, c, 4, hh, ww))
         below: Tensor | float = 0.0
-        for i in range(self.wt_levels - 1, -1, -1):
+        for i in range(levels - 1, -1, -1):
             bands = filtered[i]
             bands = torch.cat([(bands[:, :, 0] + below).unsqueeze(2), bands[:, :, 1:]], dim=2)
             h, w = sizes[i]

@@ -18,6 +18,7 @@ from . import unet, unet_resnet  # noqa: E402, F401  isort: skip
 from . import vmunet  # noqa: E402, F401  isort: skip
 from . import swin_unet  # noqa: E402, F401  isort: skip
 from . import spec_vmamba  # noqa: E402, F401  isort: skip
+from . import vmaml_unet  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "SegOutput",

@@ -161,7 +161,7 @@ class ChannelsLastUNet(SegmentationModel):
             ]
         )
         # skips[j - 1] fuses the input of encoder stage n - j into decoder stage j (j = 1..n-1)
-        self.skips = nn.ModuleList([self.make_skip(dims_decoder[j], n - j) for j in range(1, n)])
+        self.skips = nn.ModuleList([self.make_skip(dims_decoder[j - 1], n - j) for j in range(1, n)])
         self.final_up = FinalPatchExpand2D(dims[0], patch_size)
         self.final_conv = nn.Conv2d(dims[0] // patch_size, num_classes, kernel_size=1)
         self.feature_info = make_feature_info(

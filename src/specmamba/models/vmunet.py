@@ -95,7 +95,7 @@ class VMUNet(ChannelsLastUNet):
         super().__init__(
             in_chans, num_classes, dims, depths, depths_decoder, drop_path_rate, patch_size, model_name
         )
-        _init_weights(self)
+        init_vmunet_weights(self)
 
     def make_block(self, dim: int, drop_path: float, stage: int, decoder: bool) -> nn.Module:
         return VSSBlock(dim, drop_path, d_state=self.d_state, scan_backend=self._scan_backend)
@@ -113,7 +113,7 @@ class VMUNet(ChannelsLastUNet):
 
 
 @torch.no_grad()
-def _init_weights(model: nn.Module) -> None:
+def init_vmunet_weights(model: nn.Module) -> None:
     """The official init: Linear trunc-normal std 0.02 (bias 0), LayerNorm (1, 0); raw SS2D parameters
     and the convolutions keep their own initialisation. SS2D layers initialise themselves the same way
     (``SS2D.reset_parameters``), so they are not drawn twice."""

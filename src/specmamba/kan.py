@@ -1,4 +1,7 @@
-"""KANLinear, the Kolmogorov-Arnold layer of efficient-KAN (REFERENCE.md section 6), and a KAN convolution.
+"""KANLinear, the Kolmogorov-Arnold layer of efficient-KAN (REFERENCE.md section 6).
+
+A neutral module (like ``fourier``): the KAN convolution of ``layers`` and the KAN-weighted deep
+supervision of ``losses`` both build on it.
 
 KANLinear(in, out) maps x (..., in) to
 
@@ -23,13 +26,7 @@ refits the spline weights so the layer's output on that batch is kept. (efficien
 coefficients, which already include the standalone scaler, into ``spline_weight`` and keeps the
 scaler, so its spline part comes out scaled twice; here the scaler is reset to 1 instead.)
 
-:class:`KANConv2d` is a convolution whose kernel is a KANLinear: one KANLinear over the unfolded
-(C_in * k * k) patch vector of every output pixel, as a single batched call (``F.unfold`` then one
-KANLinear over all B * L patches). Public KAN convolutions loop over every (in, out) channel pair in
-Python, which is what makes them unusably slow.
-
-Shape letters: B batch, G grid intervals, k spline order, N rows (any leading axes flattened),
-L output pixels, C channels.
+Shape letters: G grid intervals, k spline order, N rows (any leading axes flattened).
 """
 
 from __future__ import annotations
@@ -41,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
-__all__ = ["KANConv2d", "KANLinear", "b_spline_bases"]
+__all__ = ["KANLinear", "b_spline_bases"]
 
 
 def b_spline_bases(x: Tensor, grid: Tensor, order: int) -> Tensor:
@@ -111,6 +108,8 @@ class KANLinear(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
+        if self.spline_weight.is_meta:  # shapes only (torch.device("meta")): nothing to fit
+            return
         nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5) * self.scale_base)
         noise = (torch.rand(self.grid_size + 1, self.in_features, self.out_features) - 0.5) * (
             self.scale_noise / self.grid_size
@@ -187,48 +186,4 @@ class KANLinear(nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, grid_size={self.grid_size}, "
             f"spline_order={self.spline_order}"
-        )
-
-
-class KANConv2d(nn.Module):
-    """A convolution with a KANLinear kernel: (B, C_in, H, W) -> (B, C_out, H', W') (``F.conv2d``'s sizes).
-
-    Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation: as ``nn.Conv2d`` (ints).
-        **kan_kwargs: :class:`KANLinear` options.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: int = 0,
-        dilation: int = 1,
-        **kan_kwargs,
-    ) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
-        self.kan = KANLinear(in_channels * kernel_size * kernel_size, out_channels, **kan_kwargs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, _, h, w = x.shape
-        k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
-        patches = F.unfold(x, k, dilation=d, padding=p, stride=s)  # (B, C_in * k * k, L)
-        out = self.kan(patches.transpose(1, 2))  # (B, L, C_out): one call over every patch
-        h_out = (h + 2 * p - d * (k - 1) - 1) // s + 1
-        w_out = (w + 2 * p - d * (k - 1) - 1) // s + 1
-        return out.transpose(1, 2).reshape(b, self.out_channels, h_out, w_out)
-
-    def regularization_loss(
-        self, regularize_activation: float = 1.0, regularize_entropy: float = 1.0
-    ) -> Tensor:
-        return self.kan.regularization_loss(regularize_activation, regularize_entropy)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding}, dilation={self.dilation}"
         )

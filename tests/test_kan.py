@@ -1,5 +1,6 @@
-"""KANLinear and KANConv2d (``layers/kan.py``): B-spline bases against an explicit Cox-de Boor
-evaluation, efficient-KAN's init and regulariser, update_grid, and the convolution against a loop."""
+"""KANLinear (``kan.py``) and KANConv2d (``layers/kan_conv.py``): B-spline bases against an explicit
+Cox-de Boor evaluation, efficient-KAN's init and regulariser, update_grid, and the convolution against
+a per-patch loop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import math
 import pytest
 import torch
 
-from specmamba.layers.kan import KANConv2d, KANLinear, b_spline_bases
+from specmamba.kan import KANLinear, b_spline_bases
+from specmamba.layers.kan_conv import KANConv2d
 
 
 def _cox_de_boor(x: float, knots: list[float], j: int, p: int) -> float:

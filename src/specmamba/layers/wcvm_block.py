@@ -24,23 +24,19 @@ Shape letters: B batch, H/W map size, C channels.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from .drop_path import DropPath
-from .ss2d import SS2D
+from .vss_block import VSSBlock
 from .wavelet_conv import WTConv2d
 
 __all__ = ["WCVMBlock"]
 
 
-class WCVMBlock(nn.Module):
+class WCVMBlock(VSSBlock):
     """(B, H, W, C) -> (B, H, W, C): x + DropPath(SS2D(LN(x)) + WTConv2d(LN(x))).
 
     Args:
-        hidden_dim: C.
-        drop_path: stochastic-depth rate of the residual branch.
-        d_state: SS2D state size.
-        scan_backend: selective-scan backend of the SS2D.
+        hidden_dim, drop_path, d_state, scan_backend: as :class:`~specmamba.layers.vss_block.VSSBlock`.
         wavelet: False drops the wavelet path (VM-UNet's VSS block).
         kernel_size, wt_levels: the WTConv2d's kernel and levels.
     """
@@ -55,11 +51,8 @@ class WCVMBlock(nn.Module):
         kernel_size: int = 5,
         wt_levels: int = 2,
     ) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(hidden_dim)
-        self.self_attention = SS2D(hidden_dim, d_state=d_state, scan_backend=scan_backend)
+        super().__init__(hidden_dim, drop_path, d_state=d_state, scan_backend=scan_backend)
         self.wavelet = WTConv2d(hidden_dim, hidden_dim, kernel_size, wt_levels=wt_levels) if wavelet else None
-        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.ln_1(x)

@@ -142,3 +142,12 @@ def test_cuda_section_logic_runs_on_cpu():
     assert all(r["value"] > 0 and r["backend"] == "cpu" for r in rows)
     # the official figures hold for vmunet_deep at 256 px and batch 32 only
     assert all(r["reference"] is None and "vmunet_deep" in r["reference_note"] for r in rows)
+
+
+def test_a_deep_supervision_model_trains_through_the_criterion():
+    result = bench_model(
+        model="test_vmaml_unet", img_size=64, backends=["cpu"], repeats=1, compare_to=None, verbose=False
+    )
+    assert [r["unit"] for r in result["rows"]] == ["s", "img/s"] and all(
+        r["value"] > 0 for r in result["rows"]
+    )

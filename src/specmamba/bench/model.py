@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..layers.scan_backend import scan_modules
-from ..losses import build_loss
+from ..losses import build_criterion
 from ..models import create_model
 from ..models.interface import valid_input_size
 from ..ops import BACKENDS, available_backends
@@ -140,16 +140,19 @@ def _row(
 
 
 def _train_step(model: torch.nn.Module, x: Tensor, masks: Tensor, amp: bool) -> Callable[[], None]:
-    """One optimisation step (forward, BCE + Dice, backward, AdamW), with bf16 autocast if ``amp``."""
-    criterion = build_loss("bce_dice", model.num_classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    """One optimisation step (forward, BCE + Dice through the trainer's criterion, so deep-supervision
+    outputs count as in training, backward, AdamW), with bf16 autocast if ``amp``."""
+    criterion = build_criterion(
+        "bce_dice", model.num_classes, aux_weighting=getattr(model, "aux_weighting", None)
+    ).to(x.device)
+    optimizer = torch.optim.AdamW([*model.parameters(), *criterion.parameters()], lr=1e-3, weight_decay=1e-2)
     model.train()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        criterion(logits.float(), masks).backward()
+            output = model(x)
+        criterion(output, masks).total.backward()  # the losses compute in float32
         optimizer.step()
 
     return step

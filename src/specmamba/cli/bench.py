@@ -100,8 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "input) channel pair that public KAN convolutions run, on the same weights (outputs checked first).",
     )
     kan.add_argument("--batch", type=int, default=2)
-    kan.add_argument("--channels", type=int, default=8, help="input channels (default 8)")
-    kan.add_argument("--out-channels", type=int, default=8, help="output channels (default 8)")
+    kan.add_argument("--channels", type=int, default=16, help="input channels (default 16)")
+    kan.add_argument("--out-channels", type=int, default=16, help="output channels (default 16)")
     kan.add_argument("--size", type=int, default=32, help="map side (default 32)")
     kan.add_argument("--repeats", type=int, default=3)
     kan.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")

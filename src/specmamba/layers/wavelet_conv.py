@@ -89,6 +89,8 @@ class WTConv2d(nn.Module):
         wt_levels: L >= 1. Every level must decompose a band of at least 2x2 (odd sides rounded up),
             so a side needs at least 2^(L-1) + 1 pixels; smaller inputs raise InputSizeError.
         wt_type: ``"db1"`` / ``"haar"`` (see the module docstring).
+        adapt_levels: run maps too small for every level with the levels they can take, instead of
+            raising (not in the original; for networks whose deepest maps can be tiny).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class WTConv2d(nn.Module):
         bias: bool = True,
         wt_levels: int = 1,
         wt_type: str = "db1",
+        adapt_levels: bool = False,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -120,6 +123,7 @@ class WTConv2d(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"WTConv2d {name} must be an integer >= {low}; got {value!r}.")
         self.in_channels, self.wt_levels, self.stride = in_channels, wt_levels, stride
+        self.adapt_levels = bool(adapt_levels)
         filters = haar_filters(in_channels)
         self.wt_filter = nn.Parameter(filters.clone(), requires_grad=False)
         self.iwt_filter = nn.Parameter(filters.clone(), requires_grad=False)
@@ -146,32 +150,25 @@ class WTConv2d(nn.Module):
         if stride > 1:
             self.stride_filter = nn.Parameter(torch.ones(in_channels, 1, 1, 1), requires_grad=False)
 
-    def check_size(self, height: int, width: int) -> None:
-        """InputSizeError unless every level decomposes a band of at least 2x2."""
-        h, w = height, width
-        for level in range(self.wt_levels):
-            if h < 2 or w < 2:
-                raise InputSizeError(
-                    f"WTConv2d with wt_levels={self.wt_levels} cannot take a {height}x{width} map: level "
-                    f"{level + 1} would decompose a {h}x{w} band (each level needs at least 2x2). Use at "
-                    f"most {level} level(s) for this size, or sides of at least "
-                    f"{2 ** (self.wt_levels - 1) + 1} pixels."
-                )
-            h, w = (h + 1) // 2, (w + 1) // 2
-
     def levels_for(self, height: int, width: int) -> int:
-        """How many of the levels a (height, width) map can take (each level needs a band of 2x2)."""
-        h, w, levels = height, width, 0
-        while levels < self.wt_levels and h >= 2 and w >= 2:
-            h, w, levels = (h + 1) // 2, (w + 1) // 2, levels + 1
+        """How many of the levels a (height, width) map can take: level n + 1 decomposes a band of
+        ceil(side / 2^n) pixels per side, which must be at least 2."""
+        levels = 0
+        while levels < self.wt_levels and min(-(-height // 2**levels), -(-width // 2**levels)) >= 2:
+            levels += 1
         return levels
 
-    def forward(self, x: Tensor, levels: int | None = None) -> Tensor:
-        """``levels``: use only the first ``levels`` wavelet levels (None: all of them, strictly;
-        the extension lets a network run maps too small for its deepest levels)."""
-        if levels is None:
-            self.check_size(x.shape[-2], x.shape[-1])
-            levels = self.wt_levels
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        levels = self.levels_for(height, width)
+        if levels < self.wt_levels and not self.adapt_levels:
+            h, w = -(-height // 2**levels), -(-width // 2**levels)
+            raise InputSizeError(
+                f"WTConv2d with wt_levels={self.wt_levels} cannot take a {height}x{width} map: level "
+                f"{levels + 1} would decompose a {h}x{w} band (each level needs at least 2x2). Use at "
+                f"most {levels} level(s) for this size, or sides of at least "
+                f"{2 ** (self.wt_levels - 1) + 1} pixels."
+            )
         c = self.in_channels
         filtered: list[Tensor] = []  # each level's filtered bands (B, C, 4, h/2, w/2)
         sizes: list[tuple[int, int]] = []

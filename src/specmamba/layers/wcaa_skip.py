@@ -50,14 +50,14 @@ class WCAASkip(nn.Module):
     ) -> None:
         super().__init__()
         hidden = max(dim // reduction, 1)
-        self.wavelet = WTConv2d(dim, dim, kernel_size, wt_levels=wt_levels)
+        self.wavelet = WTConv2d(dim, dim, kernel_size, wt_levels=wt_levels, adapt_levels=True)
         self.channel_mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.GELU(), nn.Conv2d(hidden, dim, 1))
         self.spatial_conv = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2)
         self.gamma = nn.Parameter(torch.full((dim,), GAMMA_INIT))
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         s = skip.permute(0, 3, 1, 2)  # (B, C, H, W)
-        f = self.wavelet(s, levels=self.wavelet.levels_for(s.shape[-2], s.shape[-1]))
+        f = self.wavelet(s)
         avg, peak = f.mean((2, 3), keepdim=True), f.amax((2, 3), keepdim=True)  # (B, C, 1, 1)
         f = f * torch.sigmoid(self.channel_mlp(avg) + self.channel_mlp(peak))
         pooled = torch.cat([f.mean(1, keepdim=True), f.amax(1, keepdim=True)], dim=1)  # (B, 2, H, W)

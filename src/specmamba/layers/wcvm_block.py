@@ -15,7 +15,7 @@ pitch) to the scan's without a second normalisation or residual. The WTConv2d is
 kernel 5, two levels by default), so the block costs little more than a VSS block.
 
 Maps too small for all the wavelet levels (the deepest stages of small inputs) use the levels they can
-take (:meth:`WTConv2d.levels_for`); a 1x1 map keeps only the base depthwise conv.
+take (``WTConv2d(adapt_levels=True)``); a 1x1 map keeps only the base depthwise conv.
 
 Module names: ``ln_1`` and ``self_attention`` as VM-UNet's VSS block, ``wavelet`` the WTConv2d.
 
@@ -52,13 +52,16 @@ class WCVMBlock(VSSBlock):
         wt_levels: int = 2,
     ) -> None:
         super().__init__(hidden_dim, drop_path, d_state=d_state, scan_backend=scan_backend)
-        self.wavelet = WTConv2d(hidden_dim, hidden_dim, kernel_size, wt_levels=wt_levels) if wavelet else None
+        self.wavelet = (
+            WTConv2d(hidden_dim, hidden_dim, kernel_size, wt_levels=wt_levels, adapt_levels=True)
+            if wavelet
+            else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.ln_1(x)
         branch = self.self_attention(y)
         if self.wavelet is not None:
-            y = y.permute(0, 3, 1, 2)  # (B, C, H, W) for the convolution
-            levels = self.wavelet.levels_for(y.shape[-2], y.shape[-1])
-            branch = branch + self.wavelet(y, levels=levels).permute(0, 2, 3, 1)
+            wavelet = self.wavelet(y.permute(0, 3, 1, 2))  # (B, C, H, W) for the convolution
+            branch = branch + wavelet.permute(0, 2, 3, 1)
         return x + self.drop_path(branch)

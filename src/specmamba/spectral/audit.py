@@ -42,7 +42,7 @@ from ..atomic import atomic_path, staged_folder, write_csv, write_json
 from ..data import find_pairs, select_split, validate_pairs
 from ..disk import check_output_folder
 from ..errors import ConfigError, DataError
-from ..inference import resolve_device
+from ..inference import check_loader_options, resolve_device
 from ..models.interface import architecture_label
 from ..models.rebuild import load_training_checkpoint
 from .collect import AuditedModel, CheckpointResult, collect_checkpoint
@@ -330,8 +330,7 @@ def run_audit(
     start = time.perf_counter()
     settings = settings or AuditSettings()
     settings.check()
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}.")
+    check_loader_options(batch_size, workers)
     specs = (
         shift_specs(settings.shifts, settings.directions, settings.modes)
         if settings.shift_images != 0

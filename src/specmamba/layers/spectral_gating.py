@@ -37,6 +37,7 @@ Shape letters: B batch, H/W map size, Wf = W // 2 + 1 rfft columns, C channels, 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -74,8 +75,12 @@ def _axis_resampling(n: int, ref: int, one_sided: bool) -> Tensor:
     return weights
 
 
+@functools.lru_cache(maxsize=64)
 def frequency_resampling(size: tuple[int, int], ref: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """(row weights (H, h), column weights (Wf, wf)) that resample an (h, wf) rfft2 filter to (H, Wf)."""
+    """(row weights (H, h), column weights (Wf, wf)) that resample an (h, wf) rfft2 filter to (H, Wf).
+
+    Cached: every forward at a size other than the reference needs them, and they depend on the sizes
+    only (callers must not modify them in place)."""
     return _axis_resampling(size[0], ref[0], one_sided=False), _axis_resampling(
         size[1], ref[1], one_sided=True
     )

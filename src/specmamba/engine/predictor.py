@@ -121,7 +121,7 @@ def check_prediction_folder(
 ) -> None:
     """Refuse an output folder that is or contains the input folder (never allowed: the masks would
     sit among, or replace, the images), or that holds files predict would replace (unless
-    ``overwrite``); a file in the way is an error too."""
+    ``overwrite``). A file in the way is :func:`check_output_folder`'s to report."""
     source, target = images.resolve(), out.resolve()
     if target == source or target in source.parents:
         what = "the input folder" if target == source else "a folder containing the input folder"
@@ -129,8 +129,6 @@ def check_prediction_folder(
             f"-o {out} is {what} {images}: masks written there would mix with (or replace) the input images. "
             "Choose an output folder outside the input folder."
         )
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"-o {out} is a file, not a folder: choose a folder for the masks.")
     existing = [name for names in outputs.values() for name in names if name and (out / name).exists()]
     if existing and not overwrite:
         shown = ", ".join(existing[:_MAX_LISTED]) + (

@@ -12,6 +12,7 @@ import json
 import pytest
 
 from specmamba.bench import bench_scan, format_table, peak_extra_bytes, time_ms
+from specmamba.bench.scan import VIM_STAGES
 from specmamba.cli import bench as cli_bench
 from specmamba.errors import ConfigError
 
@@ -36,6 +37,15 @@ def test_bench_scan_tiny_writes_json(tmp_path, capsys):
     assert all(r["ratio"] > 0 for r in res["ss2d"])
     assert all(r["vs_mamba_ssm_fwd_bwd"] is None for r in res["scan"])  # no mamba-ssm on CPU
     assert "x mamba_ssm" not in printed
+
+
+def test_bench_scan_has_vims_bidirectional_stages(capsys):
+    """vim196 / vim1024 are Vim's two directions in one call (g = 2), any length, no SS2D comparison."""
+    res = bench_scan(stages=("vim196",), shapes={"vim196": (16, 21)}, repeats=1, backends=["ref", "cpu"])
+    assert [(r["stage"], r["g"], r["d"], r["l"]) for r in res["scan"]] == [("vim196", 2, 16, 21)] * 2
+    assert res["ss2d"] == []
+    assert "vim196" in capsys.readouterr().out
+    assert VIM_STAGES == {"vim196": (768, 196), "vim1024": (768, 1024)}  # vim_tiny: 2 x E = 2 x 384
 
 
 def test_bench_scan_skips_ref_over_budget(capsys):
@@ -101,9 +111,10 @@ def test_rows_are_compared_with_mamba_ssm_when_it_ran():
 
     def row(backend: str, fwd_bwd_ms: float, ratio: float) -> dict:
         return {
-            "stage": 1, "d": 768, "l": 4096, "backend": backend, "fwd_ms": 1.0, "fwd_bwd_ms": fwd_bwd_ms,
-            "fwd_estimated": False, "fwd_bwd_estimated": False, "peak_extra_mb": None, "fwd_gbps": 1.0,
-            "speedup_fwd": 1.0, "speedup_fwd_bwd": 1.0, "vs_mamba_ssm_fwd_bwd": ratio,
+            "stage": 1, "d": 768, "l": 4096, "g": 4, "backend": backend, "fwd_ms": 1.0,
+            "fwd_bwd_ms": fwd_bwd_ms, "fwd_estimated": False, "fwd_bwd_estimated": False,
+            "peak_extra_mb": None, "fwd_gbps": 1.0, "speedup_fwd": 1.0, "speedup_fwd_bwd": 1.0,
+            "vs_mamba_ssm_fwd_bwd": ratio,
         }  # fmt: skip
 
     meta = {"device": "gpu", "batch": 8, "threads": 1, "repeats": 3}

@@ -1,18 +1,21 @@
-"""Selective-scan benchmark: every available backend at the four VM-UNet stage shapes, in one run.
+"""Selective-scan benchmark: every available backend at the VM-UNet stage shapes and Vim's, in one run.
 
 ``specmamba bench scan`` / :func:`bench_scan` measure, for the stage shapes of REFERENCE.md section 1
-(VM-UNet at 256x256 input, d = k * 2c scan channels, l = h * w, n = 16, g = k = 4 groups), for each
-backend: forward ms, forward+backward ms, peak extra memory of a forward+backward, effective
-bandwidth of the forward (bytes of the minimal inputs + outputs / time) and speed-up over ``ref``.
-The sequential ``ref`` is timed in the same run where its estimated time (a short prefix of the
-sequence, timed and extrapolated linearly in l) is under ``ref_budget_s``; otherwise its row says
-"skipped (est. N s)" and speed-ups are computed against the estimate (marked ``~``). Where the
-``mamba_ssm`` backend runs (CUDA with mamba-ssm installed), every row also gives mamba-ssm's
-forward+backward time over its own (``vs_mamba_ssm_fwd_bwd``; the GPU target is >= 1 for triton).
+(VM-UNet at 256x256 input, d = k * 2c scan channels, l = h * w, n = 16, g = k = 4 groups) and the
+bidirectional shapes of vim_tiny (stages ``vim196`` and ``vim1024``: E = 384 inner channels per
+direction, both directions in one call as Vim's mixer runs them, d = 2E = 768, g = 2, l = 196 for a
+224-px image and 1024 for a 512-px one; REFERENCE.md section 5), for each backend: forward ms,
+forward+backward ms, peak extra memory of a forward+backward, effective bandwidth of the forward
+(bytes of the minimal inputs + outputs / time) and speed-up over ``ref``. The sequential ``ref`` is
+timed in the same run where its estimated time (a short prefix of the sequence, timed and
+extrapolated linearly in l) is under ``ref_budget_s``; otherwise its row says "skipped (est. N s)"
+and speed-ups are computed against the estimate (marked ``~``). Where the ``mamba_ssm`` backend runs
+(CUDA with mamba-ssm installed), every row also gives mamba-ssm's forward+backward time over its
+own (``vs_mamba_ssm_fwd_bwd``; the GPU target is >= 1 for triton).
 
-It also times the fused SS2D entry (``ss2d_selective_scan``) against the unfused composition
-(torch cross-scan + scan + torch cross-merge, with mamba-ssm's scan when it is installed) and reports
-the ratio fused / composed.
+At the SS2D stages it also times the fused SS2D entry (``ss2d_selective_scan``) against the unfused
+composition (torch cross-scan + scan + torch cross-merge, with mamba-ssm's scan when it is
+installed) and reports the ratio fused / composed.
 
 Shape letters: b batch, d scan channels, l sequence length, n state size, g groups of B/C, h, w map.
 """
@@ -34,18 +37,22 @@ from .timing import format_table, peak_extra_bytes, publish, time_ms
 __all__ = ["STAGES", "bench_scan", "make_scan_inputs"]
 
 #: stage -> (d, l): VM-UNet widths c = 96 * 2**(i-1), d = 4 directions * 2c, l = (64 / 2**(i-1))**2.
-STAGES: dict[int, tuple[int, int]] = {1: (768, 4096), 2: (1536, 1024), 3: (3072, 256), 4: (6144, 64)}
+STAGES: dict[int | str, tuple[int, int]] = {1: (768, 4096), 2: (1536, 1024), 3: (3072, 256), 4: (6144, 64)}
+#: Vim's bidirectional stages -> (d, l): vim_tiny's E = 384 per direction, two directions in one call.
+VIM_STAGES: dict[int | str, tuple[int, int]] = {"vim196": (768, 196), "vim1024": (768, 1024)}
+DEFAULT_STAGES: tuple[int | str, ...] = (1, 2, 3, 4, "vim196", "vim1024")
 STATE = 16
-GROUPS = 4
+GROUPS = 4  # SS2D: one B/C group per direction
+VIM_GROUPS = 2
 _REF_PREFIX = 64  # steps of the ref scan timed to estimate a full run
 
 
 def make_scan_inputs(
-    batch: int, d: int, length: int, device: str | torch.device = "cpu", seed: int = 0
+    batch: int, d: int, length: int, device: str | torch.device = "cpu", seed: int = 0, groups: int = GROUPS
 ) -> dict:
     """SS2D-like fp32 inputs: A = -(1..n), dt bias = softplus^-1(dt), dt log-uniform in [1e-3, 1e-1]."""
     gen = torch.Generator().manual_seed(seed)
-    n, g = STATE, GROUPS
+    n, g = STATE, groups
     dt = torch.exp(torch.rand(d, generator=gen) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(
         min=1e-4
     )
@@ -61,9 +68,9 @@ def make_scan_inputs(
     return {k: v.to(device) for k, v in inputs.items()}
 
 
-def _io_bytes(batch: int, d: int, length: int, backward: bool) -> int:
+def _io_bytes(batch: int, d: int, length: int, backward: bool, groups: int = GROUPS) -> int:
     """Bytes that a pass must at least read and write (fp32): u, delta, B, C in, y out (+ grads)."""
-    seq, bc = batch * d * length, batch * GROUPS * STATE * length
+    seq, bc = batch * d * length, batch * groups * STATE * length
     fwd = 3 * seq + 2 * bc + 3 * d * STATE
     bwd = 5 * seq + 4 * bc if backward else 0  # u, delta, dout, B, C in; du, ddelta, dB, dC out
     return 4 * (fwd + bwd)
@@ -126,13 +133,13 @@ def bench_scan(
     device: str = "cpu",
     batch: int | None = None,
     backends: Sequence[str] | None = None,
-    stages: Sequence[int] = (1, 2, 3, 4),
+    stages: Sequence[int | str] | None = None,
     repeats: int | None = None,
     json_path: str | os.PathLike[str] | None = None,
     ref_budget_s: float = 60.0,
     ss2d: bool = True,
     verbose: bool = True,
-    shapes: Mapping[int, tuple[int, int]] | None = None,
+    shapes: Mapping[int | str, tuple[int, int]] | None = None,
 ) -> dict:
     """Benchmark the selective-scan backends at the VM-UNet stage shapes; print a table, return a dict.
 
@@ -141,14 +148,14 @@ def bench_scan(
         batch: batch size (default 1 on CPU, 8 on CUDA).
         backends: backends to time (default: every available one; ``triton`` on CPU, i.e. through its
             interpreter, only when asked for). ``ref`` is always included as the reference.
-        stages: subset of 1..4.
+        stages: subset of 1..4 (SS2D) and ``vim196``, ``vim1024`` (bidirectional, g = 2); default all.
         repeats: timed calls per figure (median reported; default 3 on CPU, 20 on CUDA).
         json_path: also write the results there (atomically) as JSON.
         ref_budget_s: time ``ref`` only where its estimate is below this many seconds.
         ss2d: also time the fused SS2D entry against the unfused composition.
         verbose: print the table.
-        shapes: replace the (d, l) of stages, e.g. ``{1: (64, 256)}`` for a quick check (d a multiple
-            of 4, l a perfect square).
+        shapes: replace the (d, l) of stages, e.g. ``{1: (64, 256)}`` for a quick check (SS2D stages: d a
+            multiple of 4, l a perfect square; Vim's: d even).
 
     Returns ``{"meta": ..., "scan": [row, ...], "ss2d": [row, ...]}`` with times in ms, memory in MB.
     """
@@ -159,15 +166,20 @@ def bench_scan(
         raise BackendUnavailableError(
             "bench scan --device cuda: CUDA is not available here; use --device cpu."
         )
-    table = {**STAGES, **(shapes or {})}
+    stages = DEFAULT_STAGES if stages is None else stages
+    table = {**STAGES, **VIM_STAGES, **(shapes or {})}
     bad = [s for s in stages if s not in table]
     if bad or not stages:
         raise ConfigError(
-            f"bench scan: stages must be a non-empty subset of {sorted(table)}; got {list(stages)}."
+            f"bench scan: stages must be a non-empty subset of {', '.join(map(str, table))}; got "
+            f"{list(stages)}."
         )
     for stage in stages:
         d, length = table[stage]
-        if d % GROUPS or math.isqrt(length) ** 2 != length:
+        if stage in VIM_STAGES:
+            if d % VIM_GROUPS:
+                raise ConfigError(f"bench scan: stage {stage} shape (d={d}, l={length}) needs an even d.")
+        elif d % GROUPS or math.isqrt(length) ** 2 != length:
             raise ConfigError(
                 f"bench scan: stage {stage} shape (d={d}, l={length}) needs d % 4 == 0 and a square l."
             )
@@ -198,12 +210,13 @@ def bench_scan(
     ss2d_rows: list[dict] = []
     for stage in stages:
         d, length = table[stage]
-        inp = make_scan_inputs(batch, d, length, dev)
+        groups = VIM_GROUPS if stage in VIM_STAGES else GROUPS
+        inp = make_scan_inputs(batch, d, length, dev, groups=groups)
         est_fwd, est_fb = _estimate_ref_ms(inp, str(dev))
         ref = {"fwd": est_fwd, "fwd_bwd": est_fb}
         ref_est = {"fwd": True, "fwd_bwd": True}
         fwd, fwd_bwd = _scan_calls(inp, "ref")
-        ref_row: dict[str, Any] = {"stage": stage, "d": d, "l": length, "backend": "ref"}
+        ref_row: dict[str, Any] = {"stage": stage, "d": d, "l": length, "g": groups, "backend": "ref"}
         for key, call, est in (("fwd", fwd, est_fwd), ("fwd_bwd", fwd_bwd, est_fb)):
             if est < ref_budget_s * 1e3:
                 reps = max(1, min(repeats, int(ref_budget_s * 1e3 / max(est, 1e-3))))  # within budget
@@ -215,7 +228,7 @@ def bench_scan(
         if not ref_est["fwd_bwd"]:
             mem = peak_extra_bytes(fwd_bwd, dev)
             ref_row["peak_extra_mb"] = mem / 2**20 if mem is not None else None
-        ref_row["fwd_gbps"] = _io_bytes(batch, d, length, False) / (ref["fwd"] * 1e6)
+        ref_row["fwd_gbps"] = _io_bytes(batch, d, length, False, groups) / (ref["fwd"] * 1e6)
         ref_row["speedup_fwd"] = ref_row["speedup_fwd_bwd"] = 1.0
         scan_rows.append(ref_row)
         for backend in fast:
@@ -228,13 +241,14 @@ def bench_scan(
                     "stage": stage,
                     "d": d,
                     "l": length,
+                    "g": groups,
                     "backend": backend,
                     "fwd_ms": t_f,
                     "fwd_bwd_ms": t_fb,
                     "fwd_estimated": False,
                     "fwd_bwd_estimated": False,
                     "peak_extra_mb": mem / 2**20 if mem is not None else None,
-                    "fwd_gbps": _io_bytes(batch, d, length, False) / (t_f * 1e6),
+                    "fwd_gbps": _io_bytes(batch, d, length, False, groups) / (t_f * 1e6),
                     "speedup_fwd": ref["fwd"] / t_f,
                     "speedup_fwd_bwd": ref["fwd_bwd"] / t_fb,
                 }
@@ -243,7 +257,7 @@ def bench_scan(
         for r in scan_rows:
             if r["stage"] == stage:  # > 1: faster than mamba-ssm's CUDA kernel (the GPU target)
                 r["vs_mamba_ssm_fwd_bwd"] = anchor["fwd_bwd_ms"] / r["fwd_bwd_ms"] if anchor else None
-        if ss2d:
+        if ss2d and groups == GROUPS:  # the SS2D entry against its composition (SS2D stages only)
             side = math.isqrt(length)
             for backend in (b for b in fast if b in ("cpu", "triton")):
                 base = "mamba_ssm" if "mamba_ssm" in avail else backend
@@ -272,7 +286,7 @@ def _render(result: dict) -> str:
     meta = result["meta"]
     head = (
         f"selective scan on {meta['device']}, batch {meta['batch']}, {meta['threads']} threads, fp32, "
-        f"n = {STATE}, g = {GROUPS}, median of {meta['repeats']}"
+        f"n = {STATE}, median of {meta['repeats']}"
     )
     with_anchor = any(r.get("vs_mamba_ssm_fwd_bwd") is not None for r in result["scan"])
     rows = []
@@ -292,6 +306,7 @@ def _render(result: dict) -> str:
             r["stage"],
             r["d"],
             r["l"],
+            r["g"],
             r["backend"],
             ms("fwd"),
             ms("fwd_bwd"),
@@ -308,6 +323,7 @@ def _render(result: dict) -> str:
         "stage",
         "d",
         "l",
+        "g",
         "backend",
         "fwd ms",
         "fwd+bwd ms",

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "scan",
         help="time every selective-scan backend at the VM-UNet stage shapes",
         description="Forward ms, forward+backward ms, peak extra memory, effective bandwidth and speed-up "
-        "over the sequential reference, for each available backend at the four VM-UNet stage shapes.",
+        "over the sequential reference, for each available backend at the four VM-UNet stage shapes and "
+        "vim_tiny's bidirectional ones.",
     )
     scan.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="device to benchmark (default cpu)"
@@ -40,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     scan.add_argument(
         "--stages",
-        type=comma_list(int),
-        default=[1, 2, 3, 4],
-        help="comma-separated stages (default 1,2,3,4)",
+        type=comma_list(_stage),
+        default=None,
+        help="comma-separated stages: VM-UNet's 1-4 and Vim's vim196, vim1024 (default all)",
     )
     scan.add_argument(
         "--repeats", type=int, default=None, help="timed calls per figure (default 3 cpu / 20 cuda)"
@@ -120,6 +121,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     kernels.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     kernels.set_defaults(func=run)
+
+
+def _stage(text: str) -> int | str:
+    """A ``--stages`` entry: VM-UNet's stages are numbers, Vim's names."""
+    return int(text) if text.isdigit() else text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ from ..ops import SS2D as SS2D_DIRECTIONS
 from ..ops import ss2d_selective_scan
 from .scan_backend import check_scan_backend
 
-__all__ = ["SS2D", "init_linear_"]
+__all__ = ["SS2D", "at_least_fp32", "init_linear_"]
 
 K_DIRECTIONS = SS2D_DIRECTIONS.k
 
@@ -61,7 +61,7 @@ def init_linear_(layer: nn.Linear, std: float = 0.02) -> None:
         layer.bias.zero_()
 
 
-def _at_least_fp32(t: Tensor) -> Tensor:
+def at_least_fp32(t: Tensor) -> Tensor:
     """The scan's parameters in float32 (as the official code), or float64 for a float64 model."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
@@ -155,15 +155,15 @@ class SS2D(nn.Module):
         x_dbl = SS2D_DIRECTIONS.to_step_order(x_dbl.view(b, k, r + 2 * n, length), h, w)  # (B, K, R+2N, L)
         dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)  # (B, K, R, L), (B, K, N, L), (B, K, N, L)
         dts = torch.matmul(self.dt_projs_weight, dts)  # (K, D, R) @ (B, K, R, L) -> (B, K, D, L)
-        As = -torch.exp(_at_least_fp32(self.A_logs))  # (K*D, N)
+        As = -torch.exp(at_least_fp32(self.A_logs))  # (K*D, N)
         return ss2d_selective_scan(
             x,
             dts,
             As,
             Bs,
             Cs,
-            _at_least_fp32(self.Ds),
-            _at_least_fp32(self.dt_projs_bias).reshape(-1),  # (K*D,)
+            at_least_fp32(self.Ds),
+            at_least_fp32(self.dt_projs_bias).reshape(-1),  # (K*D,)
             delta_softplus=True,
             backend=self.scan_backend,
             directions=SS2D_DIRECTIONS,

@@ -19,6 +19,7 @@ from . import vmunet  # noqa: E402, F401  isort: skip
 from . import swin_unet  # noqa: E402, F401  isort: skip
 from . import spec_vmamba  # noqa: E402, F401  isort: skip
 from . import vmaml_unet  # noqa: E402, F401  isort: skip
+from . import vim_seg  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "SegOutput",

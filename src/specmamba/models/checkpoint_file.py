@@ -9,11 +9,15 @@ The specmamba checkpoint (written by the engine with ``torch.save``; readable wi
 Other keys (optimizer, epoch, config, criterion_state) belong to the engine. Besides that format,
 raw state dicts, ``{"state_dict": sd}`` / ``{"model": sd}`` wrappers, DDP (``module.``) and
 ``torch.compile`` (``_orig_mod.``) prefixes and ``.safetensors`` files are read. Nothing is
-downloaded: every path is local. Pickled Python objects are never executed (``weights_only=True``).
+downloaded: every path is local. Pickled Python objects are never executed: files are read with
+``torch.load(weights_only=True)``, and a file that pickles other objects beside its tensors (Vim's
+released checkpoints hold an argparse Namespace) is read by ``safe_pickle.load_tensors_only``, which
+builds its tensors and containers and leaves every other object unbuilt.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Mapping
@@ -24,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
+from .safe_pickle import load_tensors_only, unloaded_names
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -46,12 +51,15 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 PathLike = str | os.PathLike[str]
 
+log = logging.getLogger(__name__)
+
 
 def read_checkpoint(path: PathLike) -> dict[str, Any]:
     """Load a checkpoint file onto the CPU without executing pickled code.
 
     ``.safetensors`` files give their flat ``{name: tensor}`` dict; anything else is read with
-    ``torch.load(weights_only=True)`` and must hold a dict. A specmamba checkpoint is checked for a
+    ``torch.load(weights_only=True)`` (or, for a file that pickles other objects too, their tensors only,
+    see the module docstring) and must hold a dict. A specmamba checkpoint is checked for a
     readable ``format_version``, a ``model_name`` and a ``state_dict``. A missing, unreadable,
     corrupt or truncated file raises CheckpointError naming the file.
     """
@@ -69,14 +77,9 @@ def read_checkpoint(path: PathLike) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
-            raise CheckpointError(
-                f"Checkpoint {p} contains pickled Python objects other than tensors and plain containers, "
-                "which specmamba does not execute (torch.load(weights_only=True)). If you trust the file, "
-                "re-save only its tensors: torch.save(torch.load(path, weights_only=False)['state_dict'], "
-                f"new_path). Details: {_first_line(exc)}"
-            ) from exc
-        raise _corrupt(p, exc) from exc
+        if "weights only" not in str(exc).lower() and "weights_only" not in str(exc):
+            raise _corrupt(p, exc) from exc
+        obj = _read_tensors_only(p)
     except Exception as exc:  # torch raises RuntimeError, EOFError, OSError... for damaged files
         raise _corrupt(p, exc) from exc
     if not isinstance(obj, Mapping):
@@ -86,6 +89,20 @@ def read_checkpoint(path: PathLike) -> dict[str, Any]:
     obj = dict(obj)
     if obj.get("format") == CHECKPOINT_FORMAT:
         check_specmamba_format(obj, str(p))
+    return obj
+
+
+def _read_tensors_only(p: Path) -> Any:
+    """A file that pickles other objects beside its tensors (an argparse Namespace, the training code's
+    classes): its tensors, with those objects left unbuilt (``safe_pickle``), and a log line naming them."""
+    obj = load_tensors_only(p)
+    left = unloaded_names(obj)
+    log.info(
+        "Checkpoint %s also pickles %s; read its tensors without building those objects (nothing in the file "
+        "was executed).",
+        p,
+        ", ".join(left) or "objects",
+    )
     return obj
 
 

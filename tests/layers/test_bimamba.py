@@ -4,17 +4,12 @@ section 5), the backward branch's presence, and agreement of the scan backends."
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 
 import vim_oracle
 from specmamba.layers.bimamba import BiMambaMixer
+from triton_interpreter import assert_triton_matches_ref, needs_triton
 
 #: The official parameter names of one mixer (REFERENCE.md section 5's key list).
 OFFICIAL = {
@@ -122,32 +117,6 @@ def test_every_parameter_gets_a_gradient():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-_TRITON_SCRIPT = textwrap.dedent(
-    """
-    import torch
-    from specmamba.layers.bimamba import BiMambaMixer
-    torch.manual_seed(0)
-    tri = BiMambaMixer(16, d_state=4, scan_backend="triton")
-    ref = BiMambaMixer(16, d_state=4, scan_backend="ref")
-    ref.load_state_dict(tri.state_dict())
-    h = torch.randn(2, 10, 16)
-    ht, hr = h.clone().requires_grad_(True), h.clone().requires_grad_(True)
-    yt, yr = tri(ht), ref(hr)
-    torch.testing.assert_close(yt, yr, rtol=6e-4, atol=1e-5)
-    yt.square().sum().backward()
-    yr.square().sum().backward()
-    torch.testing.assert_close(ht.grad, hr.grad, rtol=1e-3, atol=1e-5)
-    for (name, pt), pr in zip(tri.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(pt.grad, pr.grad, rtol=2e-3, atol=1e-5, msg=name)
-    print("OK")
-    """
-)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+@needs_triton
 def test_triton_backend_through_the_interpreter():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+    assert_triton_matches_ref("specmamba.layers.bimamba", "BiMambaMixer", "16, d_state=4", (2, 10, 16))

@@ -7,13 +7,9 @@ scatter-add for the cross-merge, all from the layer's raw parameters.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,6 +19,7 @@ import torch.nn.functional as F
 from specmamba.errors import BackendUnavailableError, ConfigError
 from specmamba.layers import SS2D
 from specmamba.ops import SS2D as SS2D_DIRECTIONS
+from triton_interpreter import assert_triton_matches_ref, needs_triton
 
 KEYS_FILE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "vmunet_official_keys.json"
 
@@ -196,33 +193,7 @@ def test_unavailable_backend_raises_at_call():
         m(torch.randn(1, 2, 2, 16))
 
 
-_TRITON_SCRIPT = textwrap.dedent(
-    """
-    import torch
-    from specmamba.layers import SS2D
-    torch.manual_seed(0)
-    tri = SS2D(16, d_state=4, scan_backend="triton")
-    ref = SS2D(16, d_state=4, scan_backend="ref")
-    ref.load_state_dict(tri.state_dict())
-    x = torch.randn(2, 4, 6, 16)
-    xt, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    yt, yr = tri(xt), ref(xr)
-    torch.testing.assert_close(yt, yr, rtol=6e-4, atol=1e-5)
-    yt.square().sum().backward()
-    yr.square().sum().backward()
-    torch.testing.assert_close(xt.grad, xr.grad, rtol=1e-3, atol=1e-5)
-    for (name, pt), pr in zip(tri.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(pt.grad, pr.grad, rtol=2e-3, atol=1e-5, msg=name)
-    print("OK")
-    """
-)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+@needs_triton
 def test_triton_backend_through_the_interpreter():
     """The GPU path of the layer (fused Triton SS2D entry), run by Triton's CPU interpreter."""
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+    assert_triton_matches_ref("specmamba.layers", "SS2D", "16, d_state=4", (2, 4, 6, 16))

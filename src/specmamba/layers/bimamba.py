@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from ..ops import BIDIRECTIONAL, selective_scan
 from .scan_backend import check_scan_backend
-from .ss2d import at_least_fp32
+from .ss2d import at_least_fp32, init_dt_
 
 __all__ = ["BiMambaMixer"]
 
@@ -103,17 +103,15 @@ class BiMambaMixer(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """The initialisation of the module docstring (both directions alike)."""
-        e, n, r = self.d_inner, self.d_state, self.dt_rank
+        e, n = self.d_inner, self.d_state
         for layer in (self.in_proj, self.conv1d, self.conv1d_b, self.x_proj, self.x_proj_b):
             layer.reset_parameters()
         if self.in_proj.bias is not None:
             self.in_proj.bias.zero_()
-        std = r**-0.5 * self.dt_scale
-        lo, hi = math.log(self.dt_min), math.log(self.dt_max)
         for dt_proj in (self.dt_proj, self.dt_proj_b):
-            dt_proj.weight.uniform_(-std, std)
-            dt = torch.exp(torch.rand(e) * (hi - lo) + lo).clamp(min=self.dt_init_floor)
-            dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+            init_dt_(
+                dt_proj.weight, dt_proj.bias, self.dt_scale, self.dt_min, self.dt_max, self.dt_init_floor
+            )
         a_log = torch.log(torch.arange(1, n + 1, dtype=torch.float32)).expand(e, n)
         self.A_log.copy_(a_log)
         self.A_b_log.copy_(a_log)

@@ -43,7 +43,7 @@ from ..ops import SS2D as SS2D_DIRECTIONS
 from ..ops import ss2d_selective_scan
 from .scan_backend import check_scan_backend
 
-__all__ = ["SS2D", "at_least_fp32", "init_linear_"]
+__all__ = ["SS2D", "at_least_fp32", "init_dt_", "init_linear_"]
 
 K_DIRECTIONS = SS2D_DIRECTIONS.k
 
@@ -59,6 +59,19 @@ def init_linear_(layer: nn.Linear, std: float = 0.02) -> None:
     layer.weight.normal_(0.0, std).clamp_(-2.0, 2.0)
     if layer.bias is not None:
         layer.bias.zero_()
+
+
+@torch.no_grad()
+def init_dt_(
+    weight: Tensor, bias: Tensor, dt_scale: float, dt_min: float, dt_max: float, dt_init_floor: float
+) -> None:
+    """Mamba's dt projection init: ``weight`` (..., D, R) U(+-R^-0.5 dt_scale); ``bias`` (..., D) the
+    inverse softplus of a dt drawn log-uniformly in [dt_min, dt_max] and floored at dt_init_floor."""
+    std = weight.shape[-1] ** -0.5 * dt_scale
+    weight.uniform_(-std, std)
+    lo, hi = math.log(dt_min), math.log(dt_max)
+    dt = torch.exp(torch.rand(bias.shape) * (hi - lo) + lo).clamp(min=dt_init_floor)
+    bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
 
 
 def at_least_fp32(t: Tensor) -> Tensor:
@@ -127,7 +140,7 @@ class SS2D(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """The official initialisation (module docstring); the conv keeps PyTorch's default."""
-        d, n, r = self.d_inner, self.d_state, self.dt_rank
+        d, n = self.d_inner, self.d_state
         init_linear_(self.in_proj)
         init_linear_(self.out_proj)
         self.conv2d.reset_parameters()
@@ -135,11 +148,14 @@ class SS2D(nn.Module):
         # nn.Linear(D, R + 2N)'s default init per direction: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(D)).
         bound = 1.0 / math.sqrt(d)
         self.x_proj_weight.uniform_(-bound, bound)
-        std = r**-0.5 * self.dt_scale
-        self.dt_projs_weight.uniform_(-std, std)
-        lo, hi = math.log(self.dt_min), math.log(self.dt_max)
-        dt = torch.exp(torch.rand(K_DIRECTIONS, d) * (hi - lo) + lo).clamp(min=self.dt_init_floor)
-        self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        init_dt_(
+            self.dt_projs_weight,
+            self.dt_projs_bias,
+            self.dt_scale,
+            self.dt_min,
+            self.dt_max,
+            self.dt_init_floor,
+        )
         a = torch.arange(1, n + 1, dtype=torch.float32)
         self.A_logs.copy_(torch.log(a).expand(K_DIRECTIONS * d, n))
         self.Ds.fill_(1.0)

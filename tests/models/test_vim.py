@@ -215,6 +215,12 @@ def test_segmentation_backbone_from_an_imagenet_checkpoint(tmp_path):
     assert "encoder_weights" not in seg.specmamba_kwargs  # weights only: not part of the architecture
 
 
+def test_a_classifier_given_as_the_segmentation_checkpoint_points_to_encoder_weights():
+    sd = vim_oracle.official_state_dict(4, 32, 4, 1000, grid=14)
+    with pytest.raises(CheckpointError, match=r"encoder_weights=PATH"):
+        load_checkpoint(create_model("test_vim_seg"), {k: v.float() for k, v in sd.items()})
+
+
 @pytest.mark.parametrize("name", ["test_vim_seg", "test_vimf_seg"])
 def test_segmentation_ref_and_cpu_backends_agree_on_logits_and_gradients(name):
     torch.manual_seed(0)

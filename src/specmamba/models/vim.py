@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..layers.conv_stem import ConvStem, lecun_normal_
 from ..layers.drop_path import linear_drop_path_rates
 from ..layers.frequency_mixing import check_frequency_form
@@ -294,19 +294,16 @@ class VisionMamba(nn.Module):
         for key in [k for k in sd if k.startswith("rope.")]:
             skipped[key] = "rotary-embedding buffers (not used by these models)"
             del sd[key]
-        head_differs = (
-            "head.weight" in sd and sd["head.weight"].shape != own.get("head.weight", sd["head.weight"]).shape
-        )
-        if "head.weight" in sd and ("head.weight" not in own or head_differs):
-            why = (
-                "this model has no classification head"
-                if "head.weight" not in own
-                else "head of another class count"
-            )
-            for key in ("head.weight", "head.bias"):
+        if "head.weight" in sd:
+            own_head = own.get("head.weight")
+            why = None
+            if own_head is None:
+                why = "this model has no classification head"
+            elif own_head.shape != sd["head.weight"].shape:
+                why, partial = "a head for another number of classes (this model's keeps its init)", True
+            for key in ("head.weight", "head.bias") if why else ():
                 if sd.pop(key, None) is not None:
                     skipped[key] = why
-            partial = "head.weight" in own
         if "norm_f.weight" in sd and "norm_f.weight" not in own:
             skipped["norm_f.weight"] = "this backbone has no final norm (its features are mixer outputs)"
             del sd["norm_f.weight"]
@@ -328,7 +325,7 @@ class VisionMamba(nn.Module):
         m_old = pos.shape[1] - int(has_cls)
         side = int(round(m_old**0.5))
         if side * side != m_old:
-            raise ConfigError(
+            raise CheckpointError(
                 f"pos_embed has {pos.shape[1]} vectors: {m_old} patch vectors are not a square grid."
             )
         old_index = middle_index(m_old) if has_cls else None
@@ -336,7 +333,7 @@ class VisionMamba(nn.Module):
             pos, _ = split_class(pos, old_index)
             old_index = None
         if old_index is None and self.has_class_token:
-            raise ConfigError("pos_embed has no class-token vector but this model has a class token.")
+            raise CheckpointError("pos_embed has no class-token vector but this model has a class token.")
         if (side, side) != self.pos_grid:
             notes.append(
                 f"pos_embed resized from a {side}x{side} to a {self.pos_grid[0]}x{self.pos_grid[1]} grid."

@@ -37,7 +37,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..layers.uper_head import FCNHead, UPerHead
 from ..output import SegOutput
 from .hook_points import TokenMap
@@ -172,6 +172,17 @@ class VimSeg(SegmentationModel):
         self.pretrained_report = None
         if encoder_weights is not None:
             self.pretrained_report = load_checkpoint(self.backbone, encoder_weights)
+
+    def convert_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Hook of :func:`specmamba.models.weights.load_checkpoint`: a specmamba state dict passes as it
+        is; a Vim / Vim-F classifier (official names at the top level) is refused with the option that
+        loads it, ``encoder_weights``."""
+        if "layers.0.mixer.in_proj.weight" in state_dict:
+            raise CheckpointError(
+                "it holds a Vim / Vim-F classification network, not this segmentation model; load it into "
+                f"the backbone with create_model({self.model_name!r}, encoder_weights=PATH)."
+            )
+        return dict(state_dict)
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """The four token maps (B, C, H/16, W/16) of ``feature_info``."""

@@ -179,12 +179,21 @@ def test_mismatched_generation_is_refused_naming_the_tensors():
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ConfigError, match="frequency_version must be None, 'v1'"):
+    with pytest.raises(ConfigError, match="frequency_version must be 'none', 'v1'"):
         vimf_tiny(version="v3")
     with pytest.raises(ConfigError, match="use stem='conv'"):
         vim_tiny(frequency_version="v1")
     with pytest.raises(ConfigError, match="out_indices must be four increasing block indices"):
         create_model("test_vim_seg", out_indices=(0, 1, 2))
+
+
+def test_vimf_without_mixing_is_the_conv_stem_network():
+    with torch.device("meta"):
+        plain = vimf_tiny(version="none")
+    assert not any("sup_c" in k or "stack" in k or "mlp" in k for k in plain.state_dict())
+    assert sum(p.numel() for p in plain.parameters()) == 7_109_128  # v1 less its two mixing weights
+    seg = create_model("test_vimf_seg", frequency_version="none")
+    assert seg.specmamba_kwargs["frequency_version"] == "none"  # a string, so it survives None-dropping
 
 
 def test_spatial_form_is_another_network_with_the_same_parameters():

@@ -66,7 +66,8 @@ __all__ = [
     "vimf_tiny",
 ]
 
-FREQUENCY_VERSIONS = (None, "v1", "v2")
+#: Vim-F's generations of frequency mixing; "none" (or None) builds the conv-stem network without it.
+FREQUENCY_VERSIONS = ("none", "v1", "v2")
 #: Vim-F's conv-stem widths by model width (Ti, S); other widths get (C/4, C/2, C).
 _STEM_DIMS = {192: (48, 96, 192), 384: (48, 192, 384)}
 
@@ -114,7 +115,7 @@ class VisionMamba(nn.Module):
         pos_embed: learn an absolute position embedding (Vim True, Vim-F False).
         final_norm: keep ``norm_f`` (False for a segmentation backbone, which reads mixer outputs).
         stem: ``"patch"`` (Vim) or ``"conv"`` (Vim-F); ``stem_dims`` the conv stem's three widths.
-        frequency_version: None, ``"v1"`` or ``"v2"`` (see the module docstring);
+        frequency_version: ``"none"`` (or None), ``"v1"`` or ``"v2"`` (see the module docstring);
             ``frequency_form``: ``"token_channel"`` or ``"spatial"``; ``frequency_blocks``: V2's blocks.
         scan_backend: selective-scan backend of every mixer.
         model_name: name used in messages.
@@ -149,9 +150,10 @@ class VisionMamba(nn.Module):
         label = self.model_name
         if stem not in ("patch", "conv"):
             raise ConfigError(f"{label}: stem must be 'patch' (Vim) or 'conv' (Vim-F); got {stem!r}.")
+        frequency_version = "none" if frequency_version is None else frequency_version
         if frequency_version not in FREQUENCY_VERSIONS:
             raise ConfigError(
-                f"{label}: frequency_version must be None, 'v1' (one spectrum mix after the conv stem) or "
+                f"{label}: frequency_version must be 'none', 'v1' (one spectrum mix after the conv stem) or "
                 f"'v2' (in the first frequency_blocks blocks); got {frequency_version!r}."
             )
         if frequency_version == "v1" and stem != "conv":

@@ -96,6 +96,7 @@ class _TensorsOnlyUnpickler(pickle.Unpickler):
         self._storages: dict[str, torch.storage.TypedStorage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        module = "builtins" if module == "__builtin__" else module  # protocol 2 (torch's) names it so
         allowed = _ALLOWED.get((module, name))
         if allowed is not None:
             return allowed

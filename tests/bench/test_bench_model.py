@@ -29,6 +29,13 @@ def test_cpu_rows_json_and_table(tmp_path, capsys):
     assert not list(tmp_path.glob("*.tmp"))
     printed = capsys.readouterr().out
     assert "scan backend cpu" in printed and "scan backend ref" in printed and "training, images/s" in printed
+    # every figure as GFLOP/s and a share of the GEMM peak measured in the same run
+    assert result["meta"]["gemm"]["gflops"] > 0 and "CPU peak (same run): fp32 GEMM 1024^3" in printed
+    for r in rows:
+        assert r["gflops"] == pytest.approx(r["gflop"] / (r["value"] if r["unit"] == "s" else 2 / r["value"]))
+        assert r["peak_share"] == pytest.approx(r["gflops"] / result["meta"]["gemm"]["gflops"])
+    assert rows[2]["gflop"] == pytest.approx(3 * 2 * rows[0]["gflop"], rel=0.05)  # batch 2, fwd+bwd = 3x
+    assert "% of peak" in printed
 
 
 def test_another_model_is_set_against_the_comparison_model_in_the_same_run(capsys):

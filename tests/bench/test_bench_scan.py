@@ -36,6 +36,12 @@ def test_bench_scan_tiny_writes_json(tmp_path, capsys):
     assert [(r["stage"], r["fused_backend"]) for r in res["ss2d"]] == [(1, "cpu"), (2, "cpu")]
     assert all(r["ratio"] > 0 for r in res["ss2d"])
     assert all(r["vs_mamba_ssm_fwd_bwd"] is None for r in res["scan"])  # no mamba-ssm on CPU
+    for r in res["scan"]:  # GFLOP/s at 28 FLOPs per state update, and the share of the run's GEMM
+        flop = r["d"] * r["l"] * 16 * 28
+        assert r["fwd_gflops"] == pytest.approx(flop / (r["fwd_ms"] * 1e6))
+        assert r["fwd_bwd_gflops"] == pytest.approx(3 * flop / (r["fwd_bwd_ms"] * 1e6))
+        assert r["fwd_peak_share"] == pytest.approx(r["fwd_gflops"] / res["meta"]["gemm"]["gflops"])
+    assert "machine peak (same run): fp32 GEMM 1024^3" in printed
     assert "x mamba_ssm" not in printed
 
 

@@ -46,6 +46,7 @@ from ..losses import build_criterion
 from ..models import create_model
 from ..models.interface import valid_input_size
 from ..ops import BACKENDS, available_backends
+from .peak import UPDATE_FLOPS, gemm_peak, model_flops, share
 from .timing import format_table, peak_extra_bytes, publish, synchronize, time_ms
 
 __all__ = ["REFERENCE", "bench_model"]
@@ -181,12 +182,14 @@ def _bench_cpu(
     backends: Sequence[str],
     repeats: int,
     ref_budget_s: float,
+    peak: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     dev = torch.device("cpu")
     torch.manual_seed(0)
     model = create_model(model_name).eval()
     x, _ = _inputs(model, batch, img_size, dev)
     setting = (model_name, img_size, batch)
+    infer_flops = model_flops(model, x)  # per batch (see peak.py for what is counted)
     rows = []
     for backend in backends:
         model.set_scan_backend(backend)
@@ -216,6 +219,7 @@ def _bench_cpu(
                 backend=backend,
                 estimated=estimated,
                 model=model_name,
+                **_flop_fields(infer_flops, seconds, peak),
             )
         )
     model.set_scan_backend("auto")
@@ -223,6 +227,7 @@ def _bench_cpu(
     step = _train_step(model, xt, masks, amp=False)
     timing = time_ms(step, dev, repeats=repeats, warmup=1)
     mem = peak_extra_bytes(step, dev)
+    train_flops = model_flops(model, xt, backward=True)  # in train mode: auxiliary heads count
     rows.append(
         _row(
             "cpu",
@@ -233,9 +238,16 @@ def _bench_cpu(
             backend="auto",
             peak_extra_gib=mem / _GIB if mem is not None else None,
             model=model_name,
+            **_flop_fields(train_flops, timing.median_ms / 1e3, peak),
         )
     )
     return rows
+
+
+def _flop_fields(flops: float, seconds: float, peak: dict[str, Any] | None) -> dict[str, Any]:
+    """A row's FLOPs, GFLOP/s and share of the run's GEMM peak."""
+    gflops = flops / (seconds * 1e9) if seconds else None
+    return {"gflop": flops / 1e9, "gflops": gflops, "peak_share": share(gflops, peak) if gflops else None}
 
 
 def _ratio_rows(rows: list[dict[str, Any]], model: str, other: str) -> list[dict[str, Any]]:
@@ -463,12 +475,20 @@ def bench_model(
         torch.set_num_threads(threads)
     try:
         if run_cpu:
+            peak = meta["gemm"] = gemm_peak("cpu", repeats=repeats or 5)
             rows += _bench_cpu(
-                model, img_size, batch or 1, train_batch or 2, cpu_backends, repeats or 3, ref_budget_s
+                model, img_size, batch or 1, train_batch or 2, cpu_backends, repeats or 3, ref_budget_s, peak
             )
             if meta["compare_to"] and "cpu" in cpu_backends:
                 rows += _bench_cpu(
-                    compare_to, img_size, batch or 1, train_batch or 2, ["cpu"], repeats or 3, ref_budget_s
+                    compare_to,
+                    img_size,
+                    batch or 1,
+                    train_batch or 2,
+                    ["cpu"],
+                    repeats or 3,
+                    ref_budget_s,
+                    peak,
                 )
                 rows += _ratio_rows(rows, model, compare_to)
         if run_cuda:
@@ -495,6 +515,13 @@ def render(result: dict) -> str:
         head += ", load average " + " ".join(f"{v:.2f}" for v in meta["load_average"])
     if meta.get("cuda"):
         head += f"\nCUDA {meta['cuda']}"
+    gemm = meta.get("gemm")
+    if gemm:
+        head += (
+            f"\nCPU peak (same run): fp32 GEMM {gemm['side']}^3 in {gemm['ms']:.2f} ms = "
+            f"{gemm['gflops']:.0f} GFLOP/s; model GFLOP/s = aten FLOPs + {UPDATE_FLOPS} per scan state "
+            "update (training: 3x the forward)"
+        )
 
     table = []
     for r in result["rows"]:
@@ -509,6 +536,9 @@ def render(result: dict) -> str:
         note = r["reference_note"] or ""
         if r.get("peak_extra_gib") is not None:
             note = f"peak extra RSS {r['peak_extra_gib']:.2f} GiB" + (f"; {note}" if note else "")
+        if r.get("gflops") is not None and not r.get("estimated"):
+            pct = f", {100 * r['peak_share']:.1f}% of peak" if r.get("peak_share") is not None else ""
+            note = f"{r['gflops']:.1f} GFLOP/s{pct}" + (f"; {note}" if note else "")
         figure = f"{r['model']}: {r['figure']}" if meta.get("compare_to") and "model" in r else r["figure"]
         table.append([r["section"], figure, f"{shown} {r['unit']}", ref, better, note])
     header = ["device", "figure", "specmamba", "official", "better by", "reference / notes"]

@@ -32,6 +32,7 @@ import torch
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..ops import available_backends, cross_merge, cross_scan, selective_scan, ss2d_selective_scan
+from .peak import UPDATE_FLOPS, gemm_peak, scan_flops, share
 from .timing import format_table, peak_extra_bytes, publish, time_ms
 
 __all__ = ["STAGES", "bench_scan", "make_scan_inputs"]
@@ -109,6 +110,15 @@ def _ss2d_calls(inp: dict, h: int, w: int, backend: str, fused: bool) -> Callabl
         y.backward(torch.ones_like(y))
 
     return fwd_bwd
+
+
+def _flop_fields(batch: int, d: int, length: int, fwd_ms: float, fwd_bwd_ms: float, peak: dict) -> dict:
+    """GFLOP/s of a row's two figures and their share of the run's GEMM peak (``peak.py``)."""
+    out = {}
+    for key, ms, backward in (("fwd", fwd_ms, False), ("fwd_bwd", fwd_bwd_ms, True)):
+        gflops = scan_flops(batch, d, length, STATE, backward) / (ms * 1e6)
+        out[f"{key}_gflops"], out[f"{key}_peak_share"] = gflops, share(gflops, peak)
+    return out
 
 
 def _estimate_ref_ms(inp: dict, device: str) -> tuple[float, float]:
@@ -196,6 +206,7 @@ def bench_scan(
 
         resolve_backend(missing[0], dev)  # raises with the reason and the fix
     fast = [b for b in backends if b != "ref"]
+    peak = gemm_peak(dev, repeats=repeats)
     meta = {
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         "batch": batch,
@@ -205,6 +216,7 @@ def bench_scan(
         "repeats": repeats,
         "ref_budget_s": ref_budget_s,
         "shapes": {str(s): list(table[s]) for s in stages},
+        "gemm": peak,
     }
     scan_rows: list[dict] = []
     ss2d_rows: list[dict] = []
@@ -230,6 +242,7 @@ def bench_scan(
             ref_row["peak_extra_mb"] = mem / 2**20 if mem is not None else None
         ref_row["fwd_gbps"] = _io_bytes(batch, d, length, False, groups) / (ref["fwd"] * 1e6)
         ref_row["speedup_fwd"] = ref_row["speedup_fwd_bwd"] = 1.0
+        ref_row.update(_flop_fields(batch, d, length, ref["fwd"], ref["fwd_bwd"], peak))
         scan_rows.append(ref_row)
         for backend in fast:
             fwd, fwd_bwd = _scan_calls(inp, backend)
@@ -251,6 +264,7 @@ def bench_scan(
                     "fwd_gbps": _io_bytes(batch, d, length, False, groups) / (t_f * 1e6),
                     "speedup_fwd": ref["fwd"] / t_f,
                     "speedup_fwd_bwd": ref["fwd_bwd"] / t_fb,
+                    **_flop_fields(batch, d, length, t_f, t_fb, peak),
                 }
             )
         anchor = next((r for r in scan_rows if r["stage"] == stage and r["backend"] == "mamba_ssm"), None)
@@ -282,12 +296,26 @@ def bench_scan(
     return result
 
 
+def _fmt_gflops(row: dict, key: str) -> str | None:
+    if row.get(f"{key}_gflops") is None or row.get(f"{key}_estimated"):
+        return None
+    pct = row.get(f"{key}_peak_share")
+    return f"{row[f'{key}_gflops']:.1f}" + (f" ({100 * pct:.0f}%)" if pct is not None else "")
+
+
 def _render(result: dict) -> str:
     meta = result["meta"]
     head = (
         f"selective scan on {meta['device']}, batch {meta['batch']}, {meta['threads']} threads, fp32, "
         f"n = {STATE}, median of {meta['repeats']}"
     )
+    gemm = meta.get("gemm")
+    if gemm:
+        head += (
+            f"\nmachine peak (same run): fp32 GEMM {gemm['side']}^3 in {gemm['ms']:.2f} ms = "
+            f"{gemm['gflops']:.0f} GFLOP/s; the scan's GFLOP/s count {UPDATE_FLOPS} FLOPs per state update "
+            "(fwd+bwd: 3x the forward)"
+        )
     with_anchor = any(r.get("vs_mamba_ssm_fwd_bwd") is not None for r in result["scan"])
     rows = []
     for r in result["scan"]:
@@ -314,6 +342,8 @@ def _render(result: dict) -> str:
             r["fwd_gbps"],
             sp_f,
             sp_fb,
+            _fmt_gflops(r, "fwd"),
+            _fmt_gflops(r, "fwd_bwd"),
         ]
         if with_anchor:
             ratio = r["vs_mamba_ssm_fwd_bwd"]
@@ -331,6 +361,8 @@ def _render(result: dict) -> str:
         "fwd GB/s",
         "x ref fwd",
         "x ref fwd+bwd",
+        "fwd GFLOP/s (% peak)",
+        "fwd+bwd GFLOP/s (% peak)",
     ] + (["x mamba_ssm fwd+bwd"] if with_anchor else [])
     text = head + "\n" + format_table(rows, header)
     if result["ss2d"]:

@@ -160,6 +160,11 @@ class BiMambaMixer(nn.Module):
         y = self.forward_core(xz[:, :e], xz[:, e:])  # (B, E, L)
         return self.out_proj(y.transpose(1, 2))  # (B, L, E) -> (B, L, C)
 
+    def scan_state_updates(self, h: Tensor) -> int:
+        """State updates a forward of h (B, L, C) performs: B * 2 * E * L * N (for FLOP counts)."""
+        b, length, _ = h.shape
+        return b * BIDIRECTIONAL.k * self.d_inner * length * self.d_state
+
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, "

@@ -1,9 +1,10 @@
 """Which selective-scan backend the scan layers of a model use, and switching it model-wide.
 
-A *scan module* is any layer that runs :func:`specmamba.ops.selective_scan` (SS2D, and the Mamba
-mixers to come): it sets the class attribute ``uses_selective_scan = True`` and keeps its backend in
-``self.scan_backend``. :func:`set_scan_backend` and :func:`scan_backend_of` then work on any model
-that contains such layers, whatever its architecture.
+A *scan module* is any layer that runs :func:`specmamba.ops.selective_scan` (SS2D, Vim's
+bidirectional mixer): it sets the class attribute ``uses_selective_scan = True``, keeps its backend in
+``self.scan_backend`` and counts its work with ``scan_state_updates(input)`` (the benchmarks' FLOPs).
+:func:`set_scan_backend` and :func:`scan_backend_of` then work on any model that contains such
+layers, whatever its architecture.
 """
 
 from __future__ import annotations

@@ -203,6 +203,11 @@ class SS2D(nn.Module):
         y = self.out_norm(y) * F.silu(z)
         return self.dropout(self.out_proj(y))
 
+    def scan_state_updates(self, x: Tensor) -> int:
+        """State updates a forward of x (B, H, W, C) performs: B * K * D * H * W * N (for FLOP counts)."""
+        b, h, w, _ = x.shape
+        return b * K_DIRECTIONS * self.d_inner * h * w * self.d_state
+
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, "

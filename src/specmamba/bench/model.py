@@ -475,7 +475,7 @@ def bench_model(
         torch.set_num_threads(threads)
     try:
         if run_cpu:
-            peak = meta["gemm"] = gemm_peak("cpu", repeats=repeats or 5)
+            peak = meta["gemm"] = gemm_peak("cpu")
             rows += _bench_cpu(
                 model, img_size, batch or 1, train_batch or 2, cpu_backends, repeats or 3, ref_budget_s, peak
             )

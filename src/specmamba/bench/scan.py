@@ -206,7 +206,7 @@ def bench_scan(
 
         resolve_backend(missing[0], dev)  # raises with the reason and the fix
     fast = [b for b in backends if b != "ref"]
-    peak = gemm_peak(dev, repeats=repeats)
+    peak = gemm_peak(dev)
     meta = {
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         "batch": batch,

@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import BIDIRECTIONAL, selective_scan
+from .precision import at_least_fp32
 from .scan_backend import check_scan_backend
-from .ss2d import at_least_fp32, init_dt_
+from .ss2d import init_dt_
 
 __all__ = ["BiMambaMixer"]
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .precision import at_least_fp32
 
 __all__ = ["FREQUENCY_FORMS", "check_frequency_form", "mix_spectrum", "spectrum_amplitude"]
 
@@ -57,8 +58,7 @@ def spectrum_amplitude(
 ) -> Tensor:
     """|F(tokens)| (B, L, C) for ``form`` (see the module docstring); ``grid`` (h, w) and the positions of
     the extra tokens place the patch tokens for the spatial form."""
-    compute = torch.promote_types(tokens.dtype, torch.float32)
-    t = tokens.to(compute)
+    t = at_least_fp32(tokens)
     if form == "token_channel":
         amp = torch.fft.fft2(t, dim=(-2, -1), norm="ortho").abs()  # over (L, C)
         return torch.fft.fftshift(amp, dim=(-2, -1)) if shift else amp

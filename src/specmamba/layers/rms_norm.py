@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .precision import at_least_fp32
+
 __all__ = ["RMSNorm"]
 
 
@@ -28,10 +30,9 @@ class RMSNorm(nn.Module):
         nn.init.ones_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        compute = torch.promote_types(x.dtype, torch.float32)
-        xf = x.to(compute)
+        xf = at_least_fp32(x)
         normed = xf * torch.rsqrt(xf.square().mean(dim=-1, keepdim=True) + self.eps)
-        return (normed * self.weight.to(compute)).to(x.dtype)
+        return (normed * self.weight.to(xf.dtype)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"

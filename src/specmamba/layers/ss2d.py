@@ -41,9 +41,10 @@ from torch import Tensor, nn
 
 from ..ops import SS2D as SS2D_DIRECTIONS
 from ..ops import ss2d_selective_scan
+from .precision import at_least_fp32
 from .scan_backend import check_scan_backend
 
-__all__ = ["SS2D", "at_least_fp32", "init_dt_", "init_linear_"]
+__all__ = ["SS2D", "init_dt_", "init_linear_"]
 
 K_DIRECTIONS = SS2D_DIRECTIONS.k
 
@@ -72,11 +73,6 @@ def init_dt_(
     lo, hi = math.log(dt_min), math.log(dt_max)
     dt = torch.exp(torch.rand(bias.shape) * (hi - lo) + lo).clamp(min=dt_init_floor)
     bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
-
-
-def at_least_fp32(t: Tensor) -> Tensor:
-    """The scan's parameters in float32 (as the official code), or float64 for a float64 model."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 class SS2D(nn.Module):

@@ -30,12 +30,7 @@ from .drop_path import DropPath
 from .frequency_mixing import check_frequency_form, mix_spectrum
 from .rms_norm import RMSNorm
 
-__all__ = ["VimBlock", "residual_dtype"]
-
-
-def residual_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The residual stream's dtype for inputs of ``dtype``: float32, or float64 for a float64 model."""
-    return torch.promote_types(dtype, torch.float32)
+__all__ = ["VimBlock"]
 
 
 class VimBlock(nn.Module):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import CheckpointError
+from ..layers.precision import at_least_fp32
 
 __all__ = ["middle_index", "resize_pos_embed", "split_class"]
 
@@ -49,12 +50,10 @@ def resize_pos_embed(
         )
     if (oh, ow) != (nh, nw):
         c = patches.shape[2]
-        compute = torch.promote_types(patches.dtype, torch.float32)  # bicubic in float32 at least
-        grid = patches.to(compute).reshape(1, oh, ow, c).permute(0, 3, 1, 2)  # (1, M, C) -> (1, C, h, w)
+        grid = at_least_fp32(patches).reshape(1, oh, ow, c).permute(0, 3, 1, 2)  # (1, M, C) -> (1, C, h, w)
         grid = F.interpolate(grid, size=(nh, nw), mode="bicubic", align_corners=False)
-        patches = (
-            grid.permute(0, 2, 3, 1).reshape(1, nh * nw, c).to(pos_embed.dtype)
-        )  # (1, C, h', w') -> (1, M', C)
+        # (1, C, h', w') -> (1, M', C)
+        patches = grid.permute(0, 2, 3, 1).reshape(1, nh * nw, c).to(pos_embed.dtype)
     if cls is None:
         return patches
     index = middle_index(nh * nw) if new_class_index is None else new_class_index

@@ -48,9 +48,10 @@ from ..errors import CheckpointError, ConfigError
 from ..layers.conv_stem import ConvStem, lecun_normal_
 from ..layers.drop_path import linear_drop_path_rates
 from ..layers.frequency_mixing import check_frequency_form
+from ..layers.precision import at_least_fp32
 from ..layers.rms_norm import RMSNorm
 from ..layers.scan_backend import check_scan_backend, set_scan_backend
-from ..layers.vim_block import VimBlock, residual_dtype
+from ..layers.vim_block import VimBlock
 from .interface import check_input_channels, check_input_size
 from .pos_embed import middle_index, resize_pos_embed, split_class
 from .weights import ConvertedStateDict, adapt_input_conv
@@ -262,7 +263,7 @@ class VisionMamba(nn.Module):
         """Run the blocks; also keep the mixer outputs of the blocks in ``out_indices``."""
         self.check_input(x)
         tokens, grid, extra = self.embed(x)
-        residual = tokens.to(residual_dtype(tokens.dtype))
+        residual = at_least_fp32(tokens)  # the float32 residual stream (float64 for a float64 model)
         wanted, outputs = set(out_indices), {}
         for i, block in enumerate(self.layers):
             residual, y = block(residual, grid, extra)

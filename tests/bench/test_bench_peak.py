@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from specmamba.bench.peak import UPDATE_FLOPS, gemm_peak, model_flops, scan_flops, share
+from specmamba.bench.peak import UPDATE_FLOPS, gemm_peak, model_flops, rate, scan_flops, share
 from specmamba.layers.bimamba import BiMambaMixer
 from specmamba.layers.ss2d import SS2D
 
@@ -37,3 +37,8 @@ def test_gemm_peak_and_share():
     assert peak["side"] == 64 and peak["ms"] > 0
     assert peak["gflops"] == 2 * 64**3 / (peak["ms"] * 1e6)
     assert share(peak["gflops"] / 2, peak) == 0.5 and share(1.0, None) is None
+
+
+def test_rate_is_gflops_and_share_of_the_peak():
+    assert rate(3e9, 1.5, {"gflops": 4.0}) == (2.0, 0.5)
+    assert rate(3e9, 0.0, {"gflops": 4.0}) == (None, None)

@@ -46,7 +46,7 @@ from ..losses import build_criterion
 from ..models import create_model
 from ..models.interface import valid_input_size
 from ..ops import BACKENDS, available_backends
-from .peak import UPDATE_FLOPS, gemm_peak, model_flops, share
+from .peak import UPDATE_FLOPS, gemm_peak, model_flops, rate
 from .timing import format_table, peak_extra_bytes, publish, synchronize, time_ms
 
 __all__ = ["REFERENCE", "bench_model"]
@@ -246,8 +246,8 @@ def _bench_cpu(
 
 def _flop_fields(flops: float, seconds: float, peak: dict[str, Any] | None) -> dict[str, Any]:
     """A row's FLOPs, GFLOP/s and share of the run's GEMM peak."""
-    gflops = flops / (seconds * 1e9) if seconds else None
-    return {"gflop": flops / 1e9, "gflops": gflops, "peak_share": share(gflops, peak) if gflops else None}
+    gflops, peak_share = rate(flops, seconds, peak)
+    return {"gflop": flops / 1e9, "gflops": gflops, "peak_share": peak_share}
 
 
 def _ratio_rows(rows: list[dict[str, Any]], model: str, other: str) -> list[dict[str, Any]]:

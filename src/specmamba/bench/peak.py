@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ..layers.scan_backend import scan_modules
 from .timing import time_ms
 
-__all__ = ["EXP_FLOPS", "UPDATE_FLOPS", "gemm_peak", "model_flops", "scan_flops", "share"]
+__all__ = ["EXP_FLOPS", "UPDATE_FLOPS", "gemm_peak", "model_flops", "rate", "scan_flops", "share"]
 
 EXP_FLOPS = 23
 UPDATE_FLOPS = 1 + EXP_FLOPS + 2 + 2
@@ -89,3 +89,11 @@ def model_flops(model: nn.Module, x: Tensor, backward: bool = False) -> float:
 def share(gflops: float, peak: dict[str, Any] | None) -> float | None:
     """``gflops`` as a fraction of the run's GEMM peak (None without one)."""
     return gflops / peak["gflops"] if peak and peak.get("gflops") else None
+
+
+def rate(flops: float, seconds: float, peak: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """(GFLOP/s, share of the GEMM peak) of ``flops`` done in ``seconds`` (None, None for no time)."""
+    if not seconds:
+        return None, None
+    gflops = flops / (seconds * 1e9)
+    return gflops, share(gflops, peak)

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..ops import available_backends, cross_merge, cross_scan, selective_scan, ss2d_selective_scan
-from .peak import UPDATE_FLOPS, gemm_peak, scan_flops, share
+from .peak import UPDATE_FLOPS, gemm_peak, rate, scan_flops
 from .timing import format_table, peak_extra_bytes, publish, time_ms
 
 __all__ = ["STAGES", "bench_scan", "make_scan_inputs"]
@@ -116,8 +116,8 @@ def _flop_fields(batch: int, d: int, length: int, fwd_ms: float, fwd_bwd_ms: flo
     """GFLOP/s of a row's two figures and their share of the run's GEMM peak (``peak.py``)."""
     out = {}
     for key, ms, backward in (("fwd", fwd_ms, False), ("fwd_bwd", fwd_bwd_ms, True)):
-        gflops = scan_flops(batch, d, length, STATE, backward) / (ms * 1e6)
-        out[f"{key}_gflops"], out[f"{key}_peak_share"] = gflops, share(gflops, peak)
+        flops = scan_flops(batch, d, length, STATE, backward)
+        out[f"{key}_gflops"], out[f"{key}_peak_share"] = rate(flops, ms / 1e3, peak)
     return out
 
 

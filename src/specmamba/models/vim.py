@@ -63,6 +63,7 @@ __all__ = [
     "vim_base",
     "vim_small",
     "vim_tiny",
+    "vimf_options",
     "vimf_small",
     "vimf_tiny",
 ]
@@ -349,12 +350,18 @@ def _vim(name: str, embed_dim: int, kwargs: dict[str, Any]) -> VisionMamba:
     return VisionMamba(model_name=name, **kwargs)
 
 
-def _vimf(name: str, embed_dim: int, version: str | None, kwargs: dict[str, Any]) -> VisionMamba:
-    kwargs.setdefault("embed_dim", embed_dim)
+def vimf_options(kwargs: dict[str, Any], version: str | None = "v1") -> dict[str, Any]:
+    """``kwargs`` with Vim-F's defaults filled in: the conv stem, no position embedding, ``version``'s
+    frequency mixing (the classifiers here and the segmentation models of ``vim_seg.py`` share them)."""
     kwargs.setdefault("stem", "conv")
     kwargs.setdefault("pos_embed", False)
     kwargs.setdefault("frequency_version", version)
-    return VisionMamba(model_name=name, **kwargs)
+    return kwargs
+
+
+def _vimf(name: str, embed_dim: int, version: str | None, kwargs: dict[str, Any]) -> VisionMamba:
+    kwargs.setdefault("embed_dim", embed_dim)
+    return VisionMamba(model_name=name, **vimf_options(kwargs, version))
 
 
 def vim_tiny(**kwargs: Any) -> VisionMamba:

@@ -43,7 +43,7 @@ from ..output import SegOutput
 from .hook_points import TokenMap
 from .interface import SegmentationModel, make_feature_info
 from .registry import register_model
-from .vim import VisionMamba
+from .vim import VisionMamba, vimf_options
 from .weights import load_checkpoint
 
 __all__ = [
@@ -210,10 +210,7 @@ def _seg(name: str, embed_dim: int, kwargs: dict[str, Any]) -> VimSeg:
 
 
 def _seg_f(name: str, embed_dim: int, kwargs: dict[str, Any]) -> VimSeg:
-    kwargs.setdefault("stem", "conv")
-    kwargs.setdefault("pos_embed", False)
-    kwargs.setdefault("frequency_version", "v1")
-    return _seg(name, embed_dim, kwargs)
+    return _seg(name, embed_dim, vimf_options(kwargs))
 
 
 def _tiny_test(kwargs: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ Shape letters: b batch, d scan channels, l sequence length, n state size, g grou
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -46,6 +47,7 @@ STATE = 16
 GROUPS = 4  # SS2D: one B/C group per direction
 VIM_GROUPS = 2
 _REF_PREFIX = 64  # steps of the ref scan timed to estimate a full run
+LEGACY = "cpu_legacy"  # the CPU kernels before issue 17, timed beside ``cpu`` on CPU runs
 
 
 def make_scan_inputs(
@@ -77,17 +79,32 @@ def _io_bytes(batch: int, d: int, length: int, backward: bool, groups: int = GRO
     return 4 * (fwd + bwd)
 
 
+def _scan(backend: str) -> Callable[..., Any]:
+    """The scan a row times: the public entry, or for ``cpu_legacy`` the CPU kernels as they were before
+    issue 17 (``ops/scan_cpu_legacy.py``, kept only for this comparison)."""
+    if backend != LEGACY:
+        return functools.partial(selective_scan, backend=backend)
+    from ..ops.scan_cpu_legacy import scan_cpu
+
+    def legacy(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+        return scan_cpu(u, delta, A, B, C, D, None, delta_bias, delta_softplus)[0]
+
+    return legacy
+
+
 def _scan_calls(inp: dict, backend: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    scan = _scan(backend)
+
     def fwd() -> Any:
         with torch.no_grad():
-            return selective_scan(**inp, delta_softplus=True, backend=backend)
+            return scan(**inp, delta_softplus=True)
 
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inp.items()}
 
     def fwd_bwd() -> Any:
         for v in leaves.values():
             v.grad = None
-        out = selective_scan(**leaves, delta_softplus=True, backend=backend)
+        out = scan(**leaves, delta_softplus=True)
         out.backward(torch.ones_like(out))
 
     return fwd, fwd_bwd
@@ -206,6 +223,8 @@ def bench_scan(
 
         resolve_backend(missing[0], dev)  # raises with the reason and the fix
     fast = [b for b in backends if b != "ref"]
+    if "cpu" in fast:  # the kernels before issue 17, in the same run (until its note is written)
+        fast.insert(fast.index("cpu"), LEGACY)
     peak = gemm_peak(dev)
     meta = {
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
@@ -267,6 +286,11 @@ def bench_scan(
                     **_flop_fields(batch, d, length, t_f, t_fb, peak),
                 }
             )
+        legacy = next((r for r in scan_rows if r["stage"] == stage and r["backend"] == LEGACY), None)
+        for r in scan_rows:
+            if legacy and r["stage"] == stage and r["backend"] == "cpu":
+                r["vs_legacy_fwd"] = legacy["fwd_ms"] / r["fwd_ms"]
+                r["vs_legacy_fwd_bwd"] = legacy["fwd_bwd_ms"] / r["fwd_bwd_ms"]
         anchor = next((r for r in scan_rows if r["stage"] == stage and r["backend"] == "mamba_ssm"), None)
         for r in scan_rows:
             if r["stage"] == stage:  # > 1: faster than mamba-ssm's CUDA kernel (the GPU target)
@@ -365,6 +389,12 @@ def _render(result: dict) -> str:
         "fwd+bwd GFLOP/s (% peak)",
     ] + (["x mamba_ssm fwd+bwd"] if with_anchor else [])
     text = head + "\n" + format_table(rows, header)
+    gains = [r for r in result["scan"] if r.get("vs_legacy_fwd")]
+    if gains:
+        text += "\n\ncpu against the kernels before issue 17 (cpu_legacy), same run: " + "; ".join(
+            f"stage {r['stage']} fwd {r['vs_legacy_fwd']:.2f}x, fwd+bwd {r['vs_legacy_fwd_bwd']:.2f}x"
+            for r in gains
+        )
     if result["ss2d"]:
         srows = [
             [

@@ -7,38 +7,51 @@ on a few CPU cores without ever holding a (b, d, n, l) tensor.
 Shape letters: b batch, d scan channels, du channels of ``u`` and of the output (d = k * du, k = 1
 for a plain scan, k = 4 directions for the fused SS2D entry), l sequence length, n state size,
 g groups of B/C (channel i uses group i // (d / g)), S splits of a group in the backward,
-T chunk length (``chunk_len(n)``), W = LANES channels processed together.
+T chunk length (``chunk_len(n)``), W channels processed together (FWD_LANES, LANES).
 
-How it is fast:
+How it is fast (issue 17; figures in ``specmamba bench scan``, which times the kernels before it,
+``scan_cpu_legacy.py``, in the same run):
 
-* SIMD over channels, not over n. A work item owns W = 16 channels of one (batch, group); the state
-  is a (n, W) tile and every inner loop runs over the W lanes with constant trip count, so LLVM emits
-  plain vector code with no horizontal reduction (y = sum_n x C is a vertical accumulation over n).
-  Tiles of u / delta / dout are transposed into (T, W) scratch once per chunk.
-* exp/softplus/sigmoid are the vectorisable float32 versions below (numba has no SVML here, and a
-  scalar ``expf`` per (t, n, channel) would dominate); float64 uses libm, for gradcheck.
+* SIMD over channels, not over n. A work item owns W channels of one (batch, group) -- W = 64 in the
+  forward (FWD_LANES), 16 in the backward (LANES) -- and the state is a (n, W) tile; every inner loop
+  runs over the W lanes with constant trip count, so LLVM emits plain AVX-512 code with no horizontal
+  reduction (y = sum_n x C is a vertical accumulation over n). 64 lanes are four independent vectors
+  per state row, enough to hide the FMA latency of the y accumulation and to amortise the B/C loads.
+* The decay is 2**(delta * A log2 e) with A log2 e precomputed per tile: a 2**f polynomial and an
+  exponent-field add, 16 vector operations per state update instead of libm's scalar ``expf``; the
+  softplus / sigmoid of delta and z use a Cody-Waite e**x and a division-free log1p. Their accuracy
+  is stated at each function and tested in ``tests/ops/test_scan_cpu_math.py``. float64 uses libm,
+  for gradcheck. Only FMA contraction is enabled (``fastmath={"contract"}``), never reassociation.
+* Layout: inputs and outputs are (channel, time) rows, the tiles (time, lane). The forward loads
+  tiles of FWD_SPAN = 256 steps (long contiguous reads per row, which the hardware prefetcher
+  follows; 32-step tiles cost 1.5x the forward time in stalls) and transposes 16 x 16 blocks in
+  registers (``_transpose16_f32``: 16 vector loads, 64 shuffles, 16 stores) instead of element by
+  element, which cost as much as the state updates.
 * Forward: parallel over (batch x channel block); with ``save_states`` it stores the state at every
   chunk start: b * d * n * l / T values, at most b * d * l / 2 because T >= 2n, so memory grows as
   O(b d l) whatever n is. No (b, d, n, l) tensor exists anywhere.
 * Backward: reverse-time scan. Per chunk (last to first) it recomputes the states of the chunk from
   the saved chunk-start state into a (T + 1, n, W) scratch (with the (T, n, W) decay factors, so the
   exp is not evaluated twice), then runs the adjoint recurrence h_t = dy_t C_t + exp(delta_{t+1} A)
-  h_{t+1} backwards, accumulating every gradient on the fly.
+  h_{t+1} backwards, accumulating every gradient on the fly. (The register transposes of the forward
+  made this kernel 2x slower when tried here, for a reason not found yet; it copies element-wise.)
 * Determinism: dB/dC sum over the channels of a group. Each work item (batch, group, split) handles
   a fixed, contiguous set of channel blocks; its contributions are summed lane-wise over its blocks,
   then over the W lanes by a fixed pairwise tree, into its own (n, l) slice of a partial buffer; the
   S partials are added in index order afterwards. dA/dD/delta_bias are written per (batch, channel)
   and summed over the batch in order. The split count depends only on the shapes, never on the
   thread count, so results are bitwise reproducible across runs and thread counts. No atomics.
-* Scheduling: work items are dealt round-robin to 4 x threads scratch slots, and slots to threads one
-  at a time (numba's dynamic schedule), so a thread descheduled on a busy machine does not hold the
-  whole call back; all scratch is allocated once per call with a leading slot dimension, which is
-  also what lets numba mark the arrays ``noalias`` so that LLVM vectorises the lane loops (see the
-  comment above the kernels). The backward walks time in reverse over many rows at once, more streams
-  than the hardware prefetcher follows, so it prefetches the next chunk's rows explicitly.
+* Scheduling: the parallel loop runs over work items and each thread works in its own scratch slot
+  (``numba.get_thread_id()``), so items spread evenly over the threads whatever their count (an
+  earlier deal of items to 4 x threads slots gave one thread 8 of stage 1's 12 items and the other 4:
+  1.5x instead of 2x on two cores). All scratch is allocated once per call with a leading slot
+  dimension, which is also what lets numba mark the arrays ``noalias`` so that LLVM vectorises the
+  lane loops (see the comment above the kernels). The backward walks time in reverse over many rows
+  at once, more streams than the hardware prefetcher follows, so it prefetches the next chunk's rows
+  explicitly.
 * Memory of a forward+backward beyond inputs, outputs and gradients: saved states (<= b*d*l/2),
-  dB/dC partials of b*g*S*n*l values with b*g*S <= max(8, b*g), and per-slot scratch of
-  O(T*n*W) -- never O(b*d*n*l).
+  dB/dC partials of b*g*S*n*l values with b*g*S <= max(8, b*g), and per-thread scratch of
+  O(T*n*W + FWD_SPAN*W) -- never O(b*d*n*l).
 * Fused directional scan (k > 1, any :class:`~specmamba.ops.directions.DirectionSet`): work items
   are (batch, direction, channel block), like a plain scan of k * du channels. Direction k reads its
   input u and, in the backward, the merged output's gradient straight from the map along its walk:
@@ -74,7 +87,9 @@ from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["LANES", "chunk_len", "directional_scan_cpu", "scan_cpu"]
 
-LANES = 16  # channels per SIMD tile (two AVX2 / one AVX-512 float32 vector)
+LANES = 16  # channels per SIMD tile of the backward (two AVX2 / one AVX-512 float32 vector)
+FWD_LANES = 64  # channels per tile of the forward
+FWD_SPAN = 256  # steps per tile of the forward (whole chunks): long contiguous reads of every row
 # How the kernels read direction k's input (``walks[k] = (source, mode)``): along the source (the map,
 # or for column-major walks its transposed copy) forwards or backwards, or through perm[k].
 _FORWARD, _REVERSED, _GATHER = 0, 1, 2
@@ -89,11 +104,13 @@ def chunk_len(n: int) -> int:
 # --------------------------------------------------------------------------------------------------
 # Vectorisable float32 math (float64 falls back to libm).
 #
-# float32 exp is the Cephes scheme: x = k ln2 + r with a two-constant (Cody-Waite) ln2, a degree-7
-# polynomial for e**r on |r| <= ln2/2 and 2**k assembled from exponent bits (as two factors, so the
-# subnormal range and values up to FLT_MAX come out right); 0 / inf outside the range like libm.
-# Measured <= 1.4 ulp. log1p(e) for e in [0, 1] (all softplus needs) is 2 atanh(e / (2 + e)), an odd
-# series in s <= 1/3 to s**13: relative error < 3e-7 overall on softplus.
+# Two exponentials, both y = k + f with k = round(y) and 2**k added to the exponent field of a
+# polynomial (one normal factor, so results below the normal range come out as 0):
+# * the decay 2**y, y = delta * A log2(e) (any sign: A > 0 or delta < 0 are allowed), <= 2.3 ulp;
+# * e**x for x <= 0 (softplus and sigmoid need no other), reduced by a two-constant (Cody-Waite) ln 2
+#   so that large |x| lose nothing, ~1 ulp.
+# log1p(e) for e in [0, 1] is a polynomial (no division). Overall: softplus and sigmoid < 4e-7
+# relative everywhere (tests/ops/test_scan_cpu_math.py).
 # --------------------------------------------------------------------------------------------------
 
 
@@ -155,50 +172,157 @@ def _prefetch(typingctx, arr, i, j, k):
     return sig, codegen
 
 
+@intrinsic
+def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep):
+    """dst rows didx[-2] + r * dstep, columns didx[-1] ... + 16 <- the transpose of the 16 x 16 float32
+    block of src at rows sidx[-2] ... + 16, columns sidx[-1] ... + 16 (both arrays contiguous along their
+    last axis), in registers: 16 vector loads, four rounds of two-source shuffles, 16 vector stores.
+
+    The scan kernels hold (time, channel) tiles while their inputs and outputs are (channel, time) rows;
+    element-wise, these transposes cost the forward as much as its state updates.
+    """
+    ok = (
+        isinstance(src, types.Array)
+        and isinstance(dst, types.Array)
+        and src.dtype == types.float32
+        and dst.dtype == types.float32
+        and all(
+            isinstance(ix, types.BaseTuple)
+            and len(ix) == a.ndim
+            and all(isinstance(e, types.Integer) for e in ix)
+            for ix, a in ((sidx, src), (didx, dst))
+        )
+    )
+    if not ok:
+        return None
+    sig = types.void(src, sidx, dst, didx, dstep)
+
+    def codegen(context, builder, signature, args):
+        f32x16 = ir.VectorType(ir.FloatType(), 16)
+        i32 = ir.IntType(32)
+
+        def row_ptr(aty, arr_val, idx_ty, idx_val, row, step):
+            ary = context.make_array(aty)(context, builder, arr_val)
+            idx = [
+                context.cast(builder, builder.extract_value(idx_val, a), idx_ty.types[a], types.intp)
+                for a in range(aty.ndim)
+            ]
+            off = builder.mul(step, ir.Constant(step.type, row))
+            idx[-2] = builder.add(idx[-2], off)
+            ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
+            return builder.bitcast(ptr, f32x16.as_pointer())
+
+        one = ir.Constant(context.get_value_type(types.intp), 1)
+        rows = [
+            builder.load(row_ptr(signature.args[0], args[0], signature.args[1], args[1], r, one), align=4)
+            for r in range(16)
+        ]
+        for b in (8, 4, 2, 1):  # swap the off-diagonal b x b blocks of every 2b x 2b block
+            lo = ir.Constant(
+                ir.VectorType(i32, 16), [lane if not lane & b else 16 + lane - b for lane in range(16)]
+            )
+            hi = ir.Constant(
+                ir.VectorType(i32, 16), [lane + b if not lane & b else 16 + lane for lane in range(16)]
+            )
+            new = list(rows)
+            for r in range(16):
+                if not r & b:
+                    new[r] = builder.shuffle_vector(rows[r], rows[r + b], lo)
+                    new[r + b] = builder.shuffle_vector(rows[r], rows[r + b], hi)
+            rows = new
+        step = context.cast(builder, args[4], signature.args[4], types.intp)
+        for r in range(16):
+            builder.store(
+                rows[r], row_ptr(signature.args[2], args[2], signature.args[3], args[3], r, step), align=4
+            )
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)
-_LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)
-_EXP_HI, _EXP_LO = _F(88.72283935546875), _F(-103.97208)  # log(FLT_MAX); below: rounds to 0
-_P0, _P1, _P2 = _F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3)
-_P3, _P4, _P5 = _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1)
-_ONE, _TWO, _ZERO, _INF = _F(1.0), _F(2.0), _F(0.0), _F(np.inf)
-_L3, _L5, _L7, _L9, _L11, _L13 = (_F(1.0 / k) for k in (3, 5, 7, 9, 11, 13))
+_LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)  # ln 2 = hi + lo, hi exact in 9 bits
+_ONE, _ZERO, _INF = _F(1.0), _F(0.0), _F(np.inf)
 _ROUND = _F(12582912.0)  # 1.5 * 2**23: y + _ROUND holds round(y) in its low mantissa bits
-_ROUND_BITS = 0x4B400000
+# 2**f on |f| <= 1/2 as 1 + f q(f), q of degree 4 fitted for the least largest relative error (9.1e-8
+# before rounding, <= 2.3 ulp in float32). The constant term is exactly 1 so that decays close to 1 keep
+# their distance to 1 to 3e-7 relative: a polynomial with p(0) != 1 would bias every step of the scan by
+# the same factor, which compounds over the sequence.
+_Q1, _Q2, _Q3 = _F(0.6931469775994475), _F(0.2402224208499345), _F(0.05550733742934759)
+_Q4, _Q5 = _F(0.009671512657180997), _F(0.001326472728292695)
+# Exponent clamp so that 2**k * p stays a normal float32 assembled from bits: k = round(y) in [-126, 127]
+# with p in [2**-1/2, 2**1/2] (ties round to even, so y = -125.5 gives k = -126 and p = 2**1/2).
+_EXP2_LO, _EXP2_HI = _F(-125.5), _F(127.0)
+# e**r on |r| <= ln(2)/2 as 1 + r q(r), q of degree 5 (2.0e-9 before rounding).
+_E1, _E2, _E3 = _F(1.0000000321650357), _F(0.49999994209022797), _F(0.16666431262654557)
+_E4, _E5, _E6 = _F(0.04166800204090031), _F(0.008374155309803831), _F(0.0013843653235169058)
+_EXP_LO = _F(-87.0)  # e**x for x <= 0 is assembled as a normal float down to here, 0 below
+# log(1 + e) on [0, 1] as e q(e), q of degree 8 (3.0e-8 before rounding): no division.
+_G = tuple(
+    _F(c)
+    for c in (
+        0.9999999698762044,
+        -0.49999493123935423,
+        0.33319096571193757,
+        -0.24842980703644826,
+        0.19106001659407856,
+        -0.13663236039786855,
+        0.0782258458172759,
+        -0.029505177671811954,
+        0.005232679783582358,
+    )
+)
+_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8 = _G
+# fastmath flags of every kernel and helper: only contraction (a * b + c -> one FMA), which keeps IEEE
+# semantics otherwise (no reassociation, so the summation orders below stay fixed).
+_FAST = {"contract"}
 
 
-@njit(error_model="numpy")
-def _exp_f32(x):
-    xc = min(max(x, _EXP_LO), _EXP_HI)
+@njit(error_model="numpy", fastmath=_FAST)
+def _exp2_f32(y):
+    """2**y, <= 2.3 ulp; 0 below 2**-125.5 (absolute error < 2e-38), inf above 2**127."""
+    yc = min(max(y, _EXP2_LO), _EXP2_HI)
+    kr = yc + _ROUND
+    f = yc - (kr - _ROUND)  # f = y - round(y), exactly, in [-1/2, 1/2]
+    p = ((((_Q5 * f + _Q4) * f + _Q3) * f + _Q2) * f + _Q1) * f + _ONE
+    # 2**k * p by adding k to p's exponent field: round(y)'s bits sit in kr's low mantissa bits, and
+    # (bits(kr) - bits(_ROUND)) << 23 == bits(kr) << 23 (mod 2**32) because bits(_ROUND) << 23 == 0.
+    res = _bits_to_f32(_f32_to_bits(p) + (_f32_to_bits(kr) << 23))
+    res = _INF if y > _EXP2_HI else res
+    return _ZERO if y < _EXP2_LO else res
+
+
+@njit(error_model="numpy", fastmath=_FAST)
+def _exp_nonpos_f32(x):
+    """e**x for x <= 0 (Cody-Waite reduction, so exact to ~1 ulp at any x); 0 below e**-87 (< 1.7e-38)."""
+    xc = max(x, _EXP_LO)
     kr = xc * _LOG2E + _ROUND
-    k = kr - _ROUND  # k = round(x / ln 2), exactly, as a float
+    k = kr - _ROUND  # round(x / ln 2) as a float
     r = xc - k * _LN2_HI
     r = r - k * _LN2_LO
-    p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
-    p = p * (r * r) + r + _ONE
-    ki = _f32_to_bits(kr) - _ROUND_BITS  # the same k as an int32
-    kh = ki >> 1  # 2**k as two normal factors: right from the subnormal range up to FLT_MAX
-    res = p * _bits_to_f32((kh + 127) << 23) * _bits_to_f32((ki - kh + 127) << 23)
-    res = _INF if x > _EXP_HI else res
+    p = (((((_E6 * r + _E5) * r + _E4) * r + _E3) * r + _E2) * r + _E1) * r + _ONE
+    res = _bits_to_f32(_f32_to_bits(p) + (_f32_to_bits(kr) << 23))
     return _ZERO if x < _EXP_LO else res
 
 
-@njit(error_model="numpy")
+@njit(error_model="numpy", fastmath=_FAST)
 def _log1p_unit_f32(e):
-    s = e / (_TWO + e)
-    s2 = s * s
-    q = _L11 + s2 * _L13
-    q = _L9 + s2 * q
-    q = _L7 + s2 * q
-    q = _L5 + s2 * q
-    q = _L3 + s2 * q
-    q = _ONE + s2 * q
-    return _TWO * s * q
+    """log(1 + e) for e in [0, 1]."""
+    q = _G7 + e * _G8
+    q = _G6 + e * q
+    q = _G5 + e * q
+    q = _G4 + e * q
+    q = _G3 + e * q
+    q = _G2 + e * q
+    q = _G1 + e * q
+    q = _G0 + e * q
+    return e * q
 
 
-def fexp(x):
-    """e**x; inside numba kernels a vectorisable float32 version (float64: libm)."""
-    return math.exp(x)
+def fexp2(y):
+    """2**y; inside numba kernels a vectorisable float32 version (float64: libm)."""
+    return math.exp2(y)
 
 
 def fsoftplus(x):
@@ -207,8 +331,9 @@ def fsoftplus(x):
 
 
 def fsigmoid(x):
-    """1 / (1 + e**-x), the derivative of softplus."""
-    return 1.0 / (1.0 + math.exp(-x))
+    """1 / (1 + e**-x) from e = e**-|x| (never overflows): 1 / (1 + e), or e / (1 + e) for x < 0."""
+    e = math.exp(-abs(x))
+    return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
 
 
 def fsoftplus_sigmoid(x):
@@ -218,33 +343,48 @@ def fsoftplus_sigmoid(x):
     return max(x, 0.0) + math.log1p(e), (r if x >= 0 else e * r)
 
 
-@overload(fexp)
-def _fexp_impl(x):
-    if x == types.float32:
-        return lambda x: _exp_f32(x)
-    return lambda x: math.exp(x)
+_JIT = {"fastmath": _FAST}
 
 
-@overload(fsoftplus)
+@overload(fexp2, jit_options=_JIT)
+def _fexp2_impl(y):
+    if y == types.float32:
+        return lambda y: _exp2_f32(y)
+    return lambda y: math.exp2(y)
+
+
+@overload(fsoftplus, jit_options=_JIT)
 def _fsoftplus_impl(x):
     if x == types.float32:
-        return lambda x: max(x, _ZERO) + _log1p_unit_f32(_exp_f32(-abs(x)))
+        return lambda x: max(x, _ZERO) + _log1p_unit_f32(_exp_nonpos_f32(-abs(x)))
     return lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-@overload(fsigmoid)
+@overload(fsigmoid, jit_options=_JIT)
 def _fsigmoid_impl(x):
     if x == types.float32:
-        return lambda x: _ONE / (_ONE + _exp_f32(-x))
-    return lambda x: 1.0 / (1.0 + math.exp(-x))
+
+        def impl32(x):
+            e = _exp_nonpos_f32(-abs(x))
+            r = _ONE / (_ONE + e)
+            return r if x >= _ZERO else e * r
+
+        return impl32
+
+    def impl64(x):
+        e = math.exp(-abs(x))
+        r = 1.0 / (1.0 + e)
+        return r if x >= 0 else e * r
+
+    return impl64
 
 
-@overload(fsoftplus_sigmoid)
+@overload(fsoftplus_sigmoid, jit_options=_JIT)
 def _fsoftplus_sigmoid_impl(x):
     if x == types.float32:
 
         def impl32(x):
-            e = _exp_f32(-abs(x))
+            e = _exp_nonpos_f32(-abs(x))
             r = _ONE / (_ONE + e)
             return max(x, _ZERO) + _log1p_unit_f32(e), (r if x >= _ZERO else e * r)
 
@@ -261,15 +401,68 @@ def _fsoftplus_sigmoid_impl(x):
 # --------------------------------------------------------------------------------------------------
 # Kernels. Optional D / z / delta_bias are zero arrays (or a dummy z with has_z = 0) so that one
 # compiled signature per dtype serves every combination of options. opts = [delta_softplus, has_z,
-# save_states, T].
+# save_states, T, scratch slots (+ the forward's tile span)].
 #
-# Scratch is allocated once per call with a leading thread dimension and indexed as [slot, ...] inside
-# the parallel loop, never through views: numba then proves that no array in the parallel body
-# aliases another and marks them all ``noalias``, which is what lets LLVM vectorise the lane loops
+# Scratch is allocated once per call with a leading dimension of one slot per thread, indexed as
+# [numba.get_thread_id(), ...] inside the parallel loop over work items, never through views: numba
+# then proves that no array in the parallel body aliases another and marks them all ``noalias``,
+# which is what lets LLVM vectorise the lane loops
 # (with a dozen separately allocated arrays it gives up on runtime alias checks and emits scalar
 # code, about 6x slower). Every work item (re)initialises what it reads, so reuse across items is
 # safe and results do not depend on which thread ran which item.
 # --------------------------------------------------------------------------------------------------
+
+
+def _tr16(src, sidx, dst, didx, dstep):
+    """Transpose one 16 x 16 block in registers (see :func:`_transpose16_f32`); False where it cannot
+    (float64), and the caller copies element by element."""
+    return False
+
+
+@overload(_tr16)
+def _tr16_impl(src, sidx, dst, didx, dstep):
+    if src.dtype == types.float32 and dst.dtype == types.float32:
+
+        def impl32(src, sidx, dst, didx, dstep):
+            _transpose16_f32(src, sidx, dst, didx, dstep)
+            return True
+
+        return impl32
+    return lambda src, sidx, dst, didx, dstep: False
+
+
+@njit(inline="always")
+def _rows_to_tile(tile, slot, src, i, j0, nrows, t0, tl, rev):
+    """tile[slot, t, r] = src[i, j0 + r, p] for r < nrows, t < tl, with p = t0 + t, or the same step
+    counted from the end of the row (``rev``): (channel, time) rows into a (time, lane) tile."""
+    last = src.shape[2] - 1
+    for rb in range(0, nrows, 16):
+        for tb in range(0, tl, 16):
+            done = False
+            if rb + 16 <= nrows and tb + 16 <= tl:
+                if rev:
+                    done = _tr16(src, (i, j0 + rb, last - (t0 + tb + 15)), tile, (slot, tb + 15, rb), -1)
+                else:
+                    done = _tr16(src, (i, j0 + rb, t0 + tb), tile, (slot, tb, rb), 1)
+            if not done:
+                for r in range(rb, min(rb + 16, nrows)):
+                    for t in range(tb, min(tb + 16, tl)):
+                        tile[slot, t, r] = src[i, j0 + r, last - (t0 + t) if rev else t0 + t]
+
+
+@njit(inline="always")
+def _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot):
+    """dst[i, j0 + r, t0 + t] = tile[slot, t, r] for r < nrows, t < tl: a (time, lane) tile back into
+    (channel, time) rows."""
+    for rb in range(0, nrows, 16):
+        for tb in range(0, tl, 16):
+            done = False
+            if rb + 16 <= nrows and tb + 16 <= tl:
+                done = _tr16(tile, (slot, tb, rb), dst, (i, j0 + rb, t0 + tb), 1)
+            if not done:
+                for r in range(rb, min(rb + 16, nrows)):
+                    for t in range(tb, min(tb + 16, tl)):
+                        dst[i, j0 + r, t0 + t] = tile[slot, t, r]
 
 
 @njit(inline="always")
@@ -298,7 +491,7 @@ def _prefetch_walk(srcs, row, perm, k, mode, ch, start, stop):
             _prefetch(srcs, row, ch, last - t if mode == _REVERSED else t)
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, error_model="numpy", fastmath=_FAST, cache=True)
 def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, out, last, states):  # noqa: C901
     softplus_on = opts[0] != 0
     has_z = opts[1] != 0
@@ -308,100 +501,99 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
     du = srcs.shape[1]
     n = A.shape[1]
     K = d // du
-    dg = d // B.shape[1]
+    ngrp = B.shape[0] // bsz
+    dg = d // ngrp
     nblk = ublocks.shape[0]
-    nck = (L + chunk - 1) // chunk
     nth = opts[4]  # scratch slots
+    span = opts[5]  # steps per tile, a multiple of chunk
     dt = srcs.dtype
-    xs = np.empty((nth, n + 1, LANES), dtype=dt)  # state tile (n, W)
-    At = np.empty((nth, n + 1, LANES), dtype=dt)
-    Dv = np.empty((nth, 2 * LANES), dtype=dt)
-    bv = np.empty((nth, 2 * LANES), dtype=dt)
-    uu = np.empty((nth, chunk + 1, LANES), dtype=dt)  # (T, W) tiles
-    dl = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    yy = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    Bt = np.empty((nth, chunk + 1, n), dtype=dt)
-    Ct = np.empty((nth, chunk + 1, n), dtype=dt)
-    dlu = np.empty((nth, 2 * LANES), dtype=dt)
-    yacc = np.empty((nth, 2 * LANES), dtype=dt)
-    row = np.empty((nth, chunk + LANES), dtype=dt)
-    for slot in prange(nth):
-        for item in range(slot, bsz * K * nblk, nth):  # one (batch, direction, channel block) each
-            b = item // (K * nblk)
-            k = (item // nblk) % K
-            j = item % nblk
-            c0 = ublocks[j, 0]
-            nc = ublocks[j, 1]
-            i0 = k * du + c0  # first scan channel of this block in direction k
-            grp = i0 // dg
-            srow = walks[k, 0] * bsz + b  # the map, or its transposed copy, of batch element b
-            mode = walks[k, 1]
-            # Lanes >= nc hold zeros (A = 0, u = 0, delta = 0): their state stays exactly 0.
-            for c in range(LANES):
-                valid = c < nc
-                for s in range(n):
-                    At[slot, s, c] = A[i0 + c, s] if valid else 0
-                    xs[slot, s, c] = 0
-                Dv[slot, c] = D[i0 + c] if valid else 0
-                bv[slot, c] = bias[i0 + c] if valid else 0
-                if not valid:
-                    for t in range(chunk):
-                        uu[slot, t, c] = 0
-                        dl[slot, t, c] = 0
-            for ci in range(nck):
-                t0 = ci * chunk
-                tl = min(chunk, L - t0)
-                if save:
+    W = FWD_LANES
+    xs = np.empty((nth, n, W), dtype=dt)  # state tile (n, W)
+    A2 = np.empty((nth, n, W), dtype=dt)  # A * log2(e): the decay is 2**(delta * A2)
+    Dv = np.empty((nth, W), dtype=dt)
+    bv = np.empty((nth, W), dtype=dt)
+    uu = np.empty((nth, span, W), dtype=dt)  # (T, W) tiles
+    dl = np.empty((nth, span, W), dtype=dt)
+    yy = np.empty((nth, span, W), dtype=dt)
+    zz = np.empty((nth, span, W), dtype=dt)
+    Bt = np.empty((nth, span, n), dtype=dt)
+    Ct = np.empty((nth, span, n), dtype=dt)
+    dlu = np.empty((nth, W), dtype=dt)
+    yacc = np.empty((nth, W), dtype=dt)
+    for item in prange(bsz * K * nblk):  # one (batch, direction, channel block) each
+        slot = numba.get_thread_id()  # this thread's scratch
+        b = item // (K * nblk)
+        k = (item // nblk) % K
+        j = item % nblk
+        c0 = ublocks[j, 0]
+        nc = ublocks[j, 1]
+        i0 = k * du + c0  # first scan channel of this block in direction k
+        grp = i0 // dg
+        srow = walks[k, 0] * bsz + b  # the map, or its transposed copy, of batch element b
+        mode = walks[k, 1]
+        # Lanes >= nc hold zeros (A = 0, u = 0, delta = 0): their state stays exactly 0.
+        for c in range(W):
+            valid = c < nc
+            for s in range(n):
+                A2[slot, s, c] = A[i0 + c, s] * 1.4426950408889634 if valid else 0
+                xs[slot, s, c] = 0
+            Dv[slot, c] = D[i0 + c] if valid else 0
+            bv[slot, c] = bias[i0 + c] if valid else 0
+            if not valid:
+                for t in range(span):
+                    uu[slot, t, c] = 0
+                    dl[slot, t, c] = 0
+                    zz[slot, t, c] = 0
+        for t0 in range(0, L, span):  # tiles of ``span`` steps: long contiguous reads of every row
+            tl = min(span, L - t0)
+            if mode == _GATHER:
+                for c in range(nc):
+                    _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
+            else:
+                _rows_to_tile(uu, slot, srcs, srow, c0, nc, t0, tl, mode == _REVERSED)
+            _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, False)
+            if has_z:
+                _rows_to_tile(zz, slot, z, b, i0, nc, t0, tl, False)
+            if softplus_on:  # over whole (T, W) tiles: vectorised
+                for t in range(tl):
+                    for c in range(W):
+                        dl[slot, t, c] = fsoftplus(dl[slot, t, c] + bv[slot, c])
+            else:
+                for t in range(tl):
+                    for c in range(W):
+                        dl[slot, t, c] = dl[slot, t, c] + bv[slot, c]
+            _rows_to_tile(Bt, slot, B, b * ngrp + grp, 0, n, t0, tl, False)
+            _rows_to_tile(Ct, slot, C, b * ngrp + grp, 0, n, t0, tl, False)
+            for t in range(tl):
+                if save and (t0 + t) % chunk == 0:  # the state at every chunk start, for the backward
+                    ci = (t0 + t) // chunk
                     for c in range(nc):
                         for s in range(n):
                             states[b, i0 + c, ci, s] = xs[slot, s, c]
-                for c in range(nc):
-                    _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
-                    if softplus_on:  # vectorised into a contiguous row, then transposed
-                        for t in range(tl):
-                            row[slot, t] = fsoftplus(delta[b, i0 + c, t0 + t] + bv[slot, c])
-                        for t in range(tl):
-                            dl[slot, t, c] = row[slot, t]
-                    else:
-                        for t in range(tl):
-                            dl[slot, t, c] = delta[b, i0 + c, t0 + t] + bv[slot, c]
-                    if ci + 1 < nck:  # fetch the next chunk while this one computes
-                        for t in range(t0 + chunk, min(t0 + 2 * chunk, L), 16):
-                            _prefetch(delta, b, i0 + c, t)
-                            if has_z:
-                                _prefetch(z, b, i0 + c, t)
-                        stop = min(t0 + 2 * chunk, L)
-                        _prefetch_walk(srcs, srow, perm, k, mode, c0 + c, t0 + chunk, stop)
+                for c in range(W):
+                    dlu[slot, c] = dl[slot, t, c] * uu[slot, t, c]
+                    yacc[slot, c] = 0
                 for s in range(n):
-                    for t in range(tl):
-                        Bt[slot, t, s] = B[b, grp, s, t0 + t]
-                        Ct[slot, t, s] = C[b, grp, s, t0 + t]
+                    bs = Bt[slot, t, s]
+                    cs = Ct[slot, t, s]
+                    for c in range(W):
+                        xv = fexp2(dl[slot, t, c] * A2[slot, s, c]) * xs[slot, s, c] + dlu[slot, c] * bs
+                        xs[slot, s, c] = xv
+                        yacc[slot, c] += xv * cs
+                for c in range(W):
+                    yy[slot, t, c] = yacc[slot, c] + uu[slot, t, c] * Dv[slot, c]
+            if has_z:
                 for t in range(tl):
-                    for c in range(LANES):
-                        dlu[slot, c] = dl[slot, t, c] * uu[slot, t, c]
-                        yacc[slot, c] = 0
-                    for s in range(n):
-                        bs = Bt[slot, t, s]
-                        cs = Ct[slot, t, s]
-                        for c in range(LANES):
-                            xv = fexp(dl[slot, t, c] * At[slot, s, c]) * xs[slot, s, c] + dlu[slot, c] * bs
-                            xs[slot, s, c] = xv
-                            yacc[slot, c] += xv * cs
-                    for c in range(LANES):
-                        yy[slot, t, c] = yacc[slot, c] + uu[slot, t, c] * Dv[slot, c]
-                for c in range(nc):
-                    if has_z:
-                        for t in range(tl):
-                            zv = z[b, i0 + c, t0 + t]
-                            yy[slot, t, c] = yy[slot, t, c] * zv * fsigmoid(zv)
-                    for t in range(tl):  # in the direction's own step order: merged by the caller
-                        out[b, i0 + c, t0 + t] = yy[slot, t, c]
-            for c in range(nc):
-                for s in range(n):
-                    last[b, i0 + c, s] = xs[slot, s, c]
+                    for c in range(W):
+                        zv = zz[slot, t, c]
+                        yy[slot, t, c] = yy[slot, t, c] * zv * fsigmoid(zv)
+            _tile_to_rows(out, b, i0, nc, t0, tl, yy, slot)  # each direction's own step order
+        for c in range(nc):
+            for s in range(n):
+                last[b, i0 + c, s] = xs[slot, s, c]
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, error_model="numpy", fastmath=_FAST, cache=True)
 def _bwd_kernel(  # noqa: C901
     srcs,
     delta,
@@ -465,6 +657,7 @@ def _bwd_kernel(  # noqa: C901
     ddt = np.empty((nth, chunk + 1, LANES), dtype=dt)
     dut = np.empty((nth, chunk + 1, LANES), dtype=dt)
     At = np.empty((nth, n + 1, LANES), dtype=dt)
+    A2 = np.empty((nth, n + 1, LANES), dtype=dt)  # A * log2(e): the decay is 2**(delta * A2)
     Dv = np.empty((nth, 2 * LANES), dtype=dt)
     bv = np.empty((nth, 2 * LANES), dtype=dt)
     Bt = np.empty((nth, chunk + 1, n), dtype=dt)
@@ -475,169 +668,170 @@ def _bwd_kernel(  # noqa: C901
     red = np.empty((nth, 2 * LANES), dtype=dt)
     row = np.empty((nth, chunk + LANES), dtype=dt)
     row2 = np.empty((nth, chunk + LANES), dtype=dt)
-    for slot in prange(nth):
-        for item in range(slot, bsz * nit, nth):
-            b = item // nit
-            it = item - b * nit
-            grp = bitems[it, 0]
-            jb0 = bitems[it, 1]
-            nbi = bitems[it, 2] - jb0
-            split = bitems[it, 3]
+    for item in prange(bsz * nit):
+        slot = numba.get_thread_id()  # this thread's scratch
+        b = item // nit
+        it = item - b * nit
+        grp = bitems[it, 0]
+        jb0 = bitems[it, 1]
+        nbi = bitems[it, 2] - jb0
+        split = bitems[it, 3]
+        for jb in range(nbi):
+            i0 = sblocks[jb0 + jb, 0]
+            nc = sblocks[jb0 + jb, 1]
+            for c in range(LANES):
+                valid = c < nc
+                for s in range(n):
+                    H[slot, jb, s, c] = dlast[b, i0 + c, s] if valid else 0
+                    AN[slot, jb, s, c] = 1  # dlast enters h_{l-1} undamped
+                    GA[slot, jb, s, c] = 0
+                GD[slot, jb, c] = 0
+                GBIAS[slot, jb, c] = 0
+        for ci in range(nck - 1, -1, -1):
+            t0 = ci * chunk
+            tl = min(chunk, L - t0)
+            for t in range(tl):
+                for s in range(n):
+                    for c in range(LANES):
+                        GB[slot, t, s, c] = 0
+                        GC[slot, t, s, c] = 0
+            for s in range(n):
+                for t in range(tl):
+                    Bt[slot, t, s] = B[b, grp, s, t0 + t]
+                    Ct[slot, t, s] = C[b, grp, s, t0 + t]
             for jb in range(nbi):
                 i0 = sblocks[jb0 + jb, 0]
                 nc = sblocks[jb0 + jb, 1]
+                k = i0 // du
+                c0 = i0 - k * du
+                srow = walks[k, 0] * bsz + b  # the maps (u, dout), or their transposed copies
+                mode = walks[k, 1]
+                # Lanes >= nc must read as zero (an earlier block may have filled them).
                 for c in range(LANES):
                     valid = c < nc
                     for s in range(n):
-                        H[slot, jb, s, c] = dlast[b, i0 + c, s] if valid else 0
-                        AN[slot, jb, s, c] = 1  # dlast enters h_{l-1} undamped
-                        GA[slot, jb, s, c] = 0
-                    GD[slot, jb, c] = 0
-                    GBIAS[slot, jb, c] = 0
-            for ci in range(nck - 1, -1, -1):
-                t0 = ci * chunk
-                tl = min(chunk, L - t0)
-                for t in range(tl):
-                    for s in range(n):
-                        for c in range(LANES):
-                            GB[slot, t, s, c] = 0
-                            GC[slot, t, s, c] = 0
-                for s in range(n):
-                    for t in range(tl):
-                        Bt[slot, t, s] = B[b, grp, s, t0 + t]
-                        Ct[slot, t, s] = C[b, grp, s, t0 + t]
-                for jb in range(nbi):
-                    i0 = sblocks[jb0 + jb, 0]
-                    nc = sblocks[jb0 + jb, 1]
-                    k = i0 // du
-                    c0 = i0 - k * du
-                    srow = walks[k, 0] * bsz + b  # the maps (u, dout), or their transposed copies
-                    mode = walks[k, 1]
-                    # Lanes >= nc must read as zero (an earlier block may have filled them).
-                    for c in range(LANES):
-                        valid = c < nc
-                        for s in range(n):
-                            At[slot, s, c] = A[i0 + c, s] if valid else 0
-                            xs[slot, s, c] = states[b, i0 + c, ci, s] if valid else 0
-                            X[slot, 0, s, c] = xs[slot, s, c]
-                        Dv[slot, c] = D[i0 + c] if valid else 0
-                        bv[slot, c] = bias[i0 + c] if valid else 0
-                        if not valid:
-                            for t in range(tl):
-                                uu[slot, t, c] = 0
-                                dl[slot, t, c] = 0
-                                go[slot, t, c] = 0
-                                zz[slot, t, c] = 0
-                    for c in range(nc):  # u and dout of the map, read along the direction
-                        _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
-                        _load_walk(go, slot, c, dsrcs, srow, perm, k, mode, c0 + c, t0, tl)
-                        if softplus_on:  # vectorised into contiguous rows, then transposed
-                            for t in range(tl):
-                                sp, sgm = fsoftplus_sigmoid(delta[b, i0 + c, t0 + t] + bv[slot, c])
-                                row[slot, t] = sp
-                                row2[slot, t] = sgm
-                            for t in range(tl):
-                                dl[slot, t, c] = row[slot, t]
-                                sg[slot, t, c] = row2[slot, t]
-                        else:
-                            for t in range(tl):
-                                dl[slot, t, c] = delta[b, i0 + c, t0 + t] + bv[slot, c]
-                        if has_z:
-                            for t in range(tl):
-                                zz[slot, t, c] = z[b, i0 + c, t0 + t]
-                        if ci > 0:  # the previous chunk is next: fetch it while this one computes
-                            for t in range(t0 - chunk, t0, 16):
-                                _prefetch(delta, b, i0 + c, t)
-                                if has_z:
-                                    _prefetch(z, b, i0 + c, t)
-                            _prefetch_walk(srcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
-                            _prefetch_walk(dsrcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
-                    # Recompute the chunk's states, the output gate and dy.
-                    for t in range(tl):
-                        for c in range(LANES):
-                            dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
-                            yacc[slot, c] = 0
-                        for s in range(n):
-                            bs = Bt[slot, t, s]
-                            cs = Ct[slot, t, s]
-                            for c in range(LANES):
-                                a = fexp(dl[slot, t, c] * At[slot, s, c])
-                                xv = a * xs[slot, s, c] + dlu[slot, t, c] * bs
-                                xs[slot, s, c] = xv
-                                X[slot, t + 1, s, c] = xv
-                                E[slot, t, s, c] = a
-                                yacc[slot, c] += xv * cs
-                        if has_z:
-                            for c in range(LANES):
-                                zv = zz[slot, t, c]
-                                sz = fsigmoid(zv)
-                                pre = yacc[slot, c] + Dv[slot, c] * uu[slot, t, c]
-                                dzt[slot, t, c] = go[slot, t, c] * pre * sz * (_ONE + zv * (_ONE - sz))
-                                dyt[slot, t, c] = go[slot, t, c] * zv * sz
-                        else:
-                            for c in range(LANES):
-                                dyt[slot, t, c] = go[slot, t, c]
-                        for c in range(LANES):
-                            GD[slot, jb, c] += dyt[slot, t, c] * uu[slot, t, c]
-                            dud[slot, t, c] = dyt[slot, t, c] * Dv[slot, c]
-                    # Reverse-time adjoint scan over the chunk.
-                    for t in range(tl - 1, -1, -1):
-                        for c in range(LANES):
-                            ddl[slot, c] = 0
-                            dua[slot, c] = 0
-                        for s in range(n):
-                            bs = Bt[slot, t, s]
-                            cs = Ct[slot, t, s]
-                            for c in range(LANES):
-                                hv = H[slot, jb, s, c] * AN[slot, jb, s, c] + dyt[slot, t, c] * cs
-                                H[slot, jb, s, c] = hv
-                                a = E[slot, t, s, c]
-                                AN[slot, jb, s, c] = a
-                                hx = hv * a * X[slot, t, s, c]  # h_t * dA_t * x_{t-1}
-                                GA[slot, jb, s, c] += hx * dl[slot, t, c]
-                                hb = hv * bs
-                                ddl[slot, c] += hb * uu[slot, t, c] + hx * At[slot, s, c]
-                                dua[slot, c] += hb
-                                GB[slot, t, s, c] += hv * dlu[slot, t, c]
-                                GC[slot, t, s, c] += dyt[slot, t, c] * X[slot, t + 1, s, c]
-                        for c in range(LANES):
-                            ddt[slot, t, c] = ddl[slot, c]
-                            dut[slot, t, c] = dua[slot, c] * dl[slot, t, c] + dud[slot, t, c]
-                    for c in range(nc):
-                        if softplus_on:
-                            for t in range(tl):
-                                ddt[slot, t, c] *= sg[slot, t, c]
+                        At[slot, s, c] = A[i0 + c, s] if valid else 0
+                        A2[slot, s, c] = A[i0 + c, s] * 1.4426950408889634 if valid else 0
+                        xs[slot, s, c] = states[b, i0 + c, ci, s] if valid else 0
+                        X[slot, 0, s, c] = xs[slot, s, c]
+                    Dv[slot, c] = D[i0 + c] if valid else 0
+                    bv[slot, c] = bias[i0 + c] if valid else 0
+                    if not valid:
                         for t in range(tl):
-                            ddelta[b, i0 + c, t0 + t] = ddt[slot, t, c]
-                            GBIAS[slot, jb, c] += ddt[slot, t, c]
-                            du_s[b, i0 + c, t0 + t] = dut[slot, t, c]
-                        if has_z:
-                            for t in range(tl):
-                                dz[b, i0 + c, t0 + t] = dzt[slot, t, c]
-                # Fixed pairwise tree over the W lanes, into this item's own slice of the partials.
+                            uu[slot, t, c] = 0
+                            dl[slot, t, c] = 0
+                            go[slot, t, c] = 0
+                            zz[slot, t, c] = 0
+                for c in range(nc):  # u and dout of the map, read along the direction
+                    _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
+                    _load_walk(go, slot, c, dsrcs, srow, perm, k, mode, c0 + c, t0, tl)
+                    if softplus_on:  # vectorised into contiguous rows, then transposed
+                        for t in range(tl):
+                            sp, sgm = fsoftplus_sigmoid(delta[b, i0 + c, t0 + t] + bv[slot, c])
+                            row[slot, t] = sp
+                            row2[slot, t] = sgm
+                        for t in range(tl):
+                            dl[slot, t, c] = row[slot, t]
+                            sg[slot, t, c] = row2[slot, t]
+                    else:
+                        for t in range(tl):
+                            dl[slot, t, c] = delta[b, i0 + c, t0 + t] + bv[slot, c]
+                    if has_z:
+                        for t in range(tl):
+                            zz[slot, t, c] = z[b, i0 + c, t0 + t]
+                    if ci > 0:  # the previous chunk is next: fetch it while this one computes
+                        for t in range(t0 - chunk, t0, 16):
+                            _prefetch(delta, b, i0 + c, t)
+                            if has_z:
+                                _prefetch(z, b, i0 + c, t)
+                        _prefetch_walk(srcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
+                        _prefetch_walk(dsrcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
+                # Recompute the chunk's states, the output gate and dy.
                 for t in range(tl):
+                    for c in range(LANES):
+                        dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
+                        yacc[slot, c] = 0
                     for s in range(n):
-                        for c in range(8):
-                            red[slot, c] = GB[slot, t, s, c] + GB[slot, t, s, c + 8]
-                        for c in range(4):
-                            red[slot, c] += red[slot, c + 4]
-                        dBp[b, grp, split, s, t0 + t] = (red[slot, 0] + red[slot, 2]) + (
-                            red[slot, 1] + red[slot, 3]
-                        )
-                        for c in range(8):
-                            red[slot, c] = GC[slot, t, s, c] + GC[slot, t, s, c + 8]
-                        for c in range(4):
-                            red[slot, c] += red[slot, c + 4]
-                        dCp[b, grp, split, s, t0 + t] = (red[slot, 0] + red[slot, 2]) + (
-                            red[slot, 1] + red[slot, 3]
-                        )
-            for jb in range(nbi):
-                i0 = sblocks[jb0 + jb, 0]
-                for c in range(sblocks[jb0 + jb, 1]):
+                        bs = Bt[slot, t, s]
+                        cs = Ct[slot, t, s]
+                        for c in range(LANES):
+                            a = fexp2(dl[slot, t, c] * A2[slot, s, c])
+                            xv = a * xs[slot, s, c] + dlu[slot, t, c] * bs
+                            xs[slot, s, c] = xv
+                            X[slot, t + 1, s, c] = xv
+                            E[slot, t, s, c] = a
+                            yacc[slot, c] += xv * cs
+                    if has_z:
+                        for c in range(LANES):
+                            zv = zz[slot, t, c]
+                            sz = fsigmoid(zv)
+                            pre = yacc[slot, c] + Dv[slot, c] * uu[slot, t, c]
+                            dzt[slot, t, c] = go[slot, t, c] * pre * sz * (_ONE + zv * (_ONE - sz))
+                            dyt[slot, t, c] = go[slot, t, c] * zv * sz
+                    else:
+                        for c in range(LANES):
+                            dyt[slot, t, c] = go[slot, t, c]
+                    for c in range(LANES):
+                        GD[slot, jb, c] += dyt[slot, t, c] * uu[slot, t, c]
+                        dud[slot, t, c] = dyt[slot, t, c] * Dv[slot, c]
+                # Reverse-time adjoint scan over the chunk.
+                for t in range(tl - 1, -1, -1):
+                    for c in range(LANES):
+                        ddl[slot, c] = 0
+                        dua[slot, c] = 0
                     for s in range(n):
-                        dA_p[b, i0 + c, s] = GA[slot, jb, s, c]
-                    dD_p[b, i0 + c] = GD[slot, jb, c]
-                    dbias_p[b, i0 + c] = GBIAS[slot, jb, c]
+                        bs = Bt[slot, t, s]
+                        cs = Ct[slot, t, s]
+                        for c in range(LANES):
+                            hv = H[slot, jb, s, c] * AN[slot, jb, s, c] + dyt[slot, t, c] * cs
+                            H[slot, jb, s, c] = hv
+                            a = E[slot, t, s, c]
+                            AN[slot, jb, s, c] = a
+                            hx = hv * a * X[slot, t, s, c]  # h_t * dA_t * x_{t-1}
+                            GA[slot, jb, s, c] += hx * dl[slot, t, c]
+                            hb = hv * bs
+                            ddl[slot, c] += hb * uu[slot, t, c] + hx * At[slot, s, c]
+                            dua[slot, c] += hb
+                            GB[slot, t, s, c] += hv * dlu[slot, t, c]
+                            GC[slot, t, s, c] += dyt[slot, t, c] * X[slot, t + 1, s, c]
+                    for c in range(LANES):
+                        ddt[slot, t, c] = ddl[slot, c]
+                        dut[slot, t, c] = dua[slot, c] * dl[slot, t, c] + dud[slot, t, c]
+                for c in range(nc):
+                    if softplus_on:
+                        for t in range(tl):
+                            ddt[slot, t, c] *= sg[slot, t, c]
+                    for t in range(tl):
+                        ddelta[b, i0 + c, t0 + t] = ddt[slot, t, c]
+                        GBIAS[slot, jb, c] += ddt[slot, t, c]
+                        du_s[b, i0 + c, t0 + t] = dut[slot, t, c]
+                    if has_z:
+                        for t in range(tl):
+                            dz[b, i0 + c, t0 + t] = dzt[slot, t, c]
+            # Fixed pairwise tree over the W lanes, into this item's own slice of the partials.
+            for t in range(tl):
+                for s in range(n):
+                    for c in range(8):
+                        red[slot, c] = GB[slot, t, s, c] + GB[slot, t, s, c + 8]
+                    for c in range(4):
+                        red[slot, c] += red[slot, c + 4]
+                    dBp[b, grp, split, s, t0 + t] = (red[slot, 0] + red[slot, 2]) + (
+                        red[slot, 1] + red[slot, 3]
+                    )
+                    for c in range(8):
+                        red[slot, c] = GC[slot, t, s, c] + GC[slot, t, s, c + 8]
+                    for c in range(4):
+                        red[slot, c] += red[slot, c + 4]
+                    dCp[b, grp, split, s, t0 + t] = (red[slot, 0] + red[slot, 2]) + (
+                        red[slot, 1] + red[slot, 3]
+                    )
+        for jb in range(nbi):
+            i0 = sblocks[jb0 + jb, 0]
+            for c in range(sblocks[jb0 + jb, 1]):
+                for s in range(n):
+                    dA_p[b, i0 + c, s] = GA[slot, jb, s, c]
+                dD_p[b, i0 + c] = GD[slot, jb, c]
+                dbias_p[b, i0 + c] = GBIAS[slot, jb, c]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -654,7 +848,7 @@ def _plan(batch: int, d: int, du: int, g: int) -> tuple[np.ndarray, np.ndarray, 
     (backward items: group, first block, end block, split index) and the split count S.
     """
     dg = d // g
-    ublocks = [(s0 + w, min(LANES, dg - w)) for s0 in range(0, du, dg) for w in range(0, dg, LANES)]
+    ublocks = [(s0 + w, min(FWD_LANES, dg - w)) for s0 in range(0, du, dg) for w in range(0, dg, FWD_LANES)]
     per_group = [(w, min(LANES, dg - w)) for w in range(0, dg, LANES)]
     nb = len(per_group)
     sblocks = [(grp * dg + w, width) for grp in range(g) for (w, width) in per_group]
@@ -668,15 +862,11 @@ def _plan(batch: int, d: int, du: int, g: int) -> tuple[np.ndarray, np.ndarray, 
     return as_arr(ublocks), as_arr(sblocks), as_arr(bitems), splits
 
 
-def _set_threads(items: int) -> int:
-    """Set numba's thread count from torch's; return the number of scratch slots for ``items`` items."""
-    # One knob (torch.set_num_threads) governs both runtimes.
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
-    # Items are dealt round-robin to slots, and slots handed to threads one at a time (dynamic
-    # schedule): on a shared machine a static split makes every call wait for the thread that was
-    # descheduled longest. Which slot or thread runs an item never changes its result.
-    return max(1, min(items, 4 * threads))
+def _set_threads() -> int:
+    """Set numba's thread count from torch's (one knob, torch.set_num_threads, governs both runtimes);
+    return the number of scratch slots: one per thread of numba's pool, indexed by its thread id."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -733,12 +923,16 @@ class _NumbaScan(torch.autograd.Function):
         out = torch.empty(b, d, length, dtype=cdt)  # per scan channel, in each direction's step order
         last = torch.empty(b, d, n, dtype=cdt)
         states = torch.empty(b, d, nck, n, dtype=cdt) if save else torch.empty(1, 1, 1, 1, dtype=cdt)
-        slots = _set_threads(b * K * ublocks.shape[0])
-        opts = np.array([int(delta_softplus), int(z is not None), int(save), T, slots], dtype=np.int64)
+        slots = _set_threads()
+        span = T * max(1, FWD_SPAN // T)
+        opts = np.array([int(delta_softplus), int(z is not None), int(save), T, slots, span], dtype=np.int64)
         with numba.parallel_chunksize(1):
             _fwd_kernel(
                 _np(srcs),
-                *map(_np, cv[1:]),
+                _np(cv[1]),
+                _np(cv[2]),
+                _np(cv[3].view(b * g, n, length)),  # B, C as (batch x group) rows
+                _np(cv[4].view(b * g, n, length)),
                 _np(Dc),
                 _np(zc),
                 _np(bc),
@@ -785,7 +979,7 @@ class _NumbaScan(torch.autograd.Function):
         dD_p = torch.empty(b, d, dtype=cdt)
         dbias_p = torch.empty(b, d, dtype=cdt)
         dz = torch.empty(b, d, length, dtype=cdt) if has_z else torch.empty(1, 1, 1, dtype=cdt)
-        slots = _set_threads(b * bitems.shape[0])
+        slots = _set_threads()
         opts = np.array([int(delta_softplus), int(has_z), 1, T, slots], dtype=np.int64)
         with numba.parallel_chunksize(1):
             _bwd_kernel(

@@ -33,14 +33,19 @@ How it is fast (issue 17; figures in ``specmamba bench scan``, which times the k
 * Backward: reverse-time scan. Per chunk (last to first) it recomputes the states of the chunk from
   the saved chunk-start state into a (T + 1, n, W) scratch (with the (T, n, W) decay factors, so the
   exp is not evaluated twice), then runs the adjoint recurrence h_t = dy_t C_t + exp(delta_{t+1} A)
-  h_{t+1} backwards, accumulating every gradient on the fly. (The register transposes of the forward
-  made this kernel 2x slower when tried here, for a reason not found yet; it copies element-wise.)
+  h_{t+1} backwards, accumulating every gradient on the fly. It reads the decay of step t + 1 from
+  that scratch rather than keeping a copy per state, and moves its tiles with the forward's register
+  transposes.
 * Determinism: dB/dC sum over the channels of a group. Each work item (batch, group, split) handles
   a fixed, contiguous set of channel blocks; its contributions are summed lane-wise over its blocks,
   then over the W lanes by a fixed pairwise tree, into its own (n, l) slice of a partial buffer; the
   S partials are added in index order afterwards. dA/dD/delta_bias are written per (batch, channel)
   and summed over the batch in order. The split count depends only on the shapes, never on the
   thread count, so results are bitwise reproducible across runs and thread counts. No atomics.
+* ``noalias``: numba's parfor alias analysis counts any copied variable of a non-numeric type (a
+  bool included) inside the parallel body as a possible array alias, and a single one drops the
+  ``noalias`` marking of every array of the kernel; LLVM then vectorises only what runtime alias
+  checks allow (the backward ran 2x slower). Hence flags kept as ints (``_tr16``).
 * Scheduling: the parallel loop runs over work items and each thread works in its own scratch slot
   (``numba.get_thread_id()``), so items spread evenly over the threads whatever their count (an
   earlier deal of items to 4 x threads slots gave one thread 8 of stage 1's 12 items and the other 4:
@@ -414,9 +419,14 @@ def _fsoftplus_sigmoid_impl(x):
 
 
 def _tr16(src, sidx, dst, didx, dstep):
-    """Transpose one 16 x 16 block in registers (see :func:`_transpose16_f32`); False where it cannot
-    (float64), and the caller copies element by element."""
-    return False
+    """Transpose one 16 x 16 block in registers (see :func:`_transpose16_f32`): 1, or 0 where it cannot
+    (float64) and the caller copies element by element.
+
+    An int, not a bool: numba's parfor alias analysis counts every non-numeric variable copied inside
+    the parallel body as a possible array alias, and one such alias costs the whole kernel its
+    ``noalias`` marking (the backward then ran 2x slower).
+    """
+    return 0
 
 
 @overload(_tr16)
@@ -425,10 +435,10 @@ def _tr16_impl(src, sidx, dst, didx, dstep):
 
         def impl32(src, sidx, dst, didx, dstep):
             _transpose16_f32(src, sidx, dst, didx, dstep)
-            return True
+            return 1
 
         return impl32
-    return lambda src, sidx, dst, didx, dstep: False
+    return lambda src, sidx, dst, didx, dstep: 0
 
 
 @njit(inline="always")
@@ -438,7 +448,7 @@ def _rows_to_tile(tile, slot, src, i, j0, nrows, t0, tl, rev):
     last = src.shape[2] - 1
     for rb in range(0, nrows, 16):
         for tb in range(0, tl, 16):
-            done = False
+            done = 0
             if rb + 16 <= nrows and tb + 16 <= tl:
                 if rev:
                     done = _tr16(src, (i, j0 + rb, last - (t0 + tb + 15)), tile, (slot, tb + 15, rb), -1)
@@ -456,7 +466,7 @@ def _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot):
     (channel, time) rows."""
     for rb in range(0, nrows, 16):
         for tb in range(0, tl, 16):
-            done = False
+            done = 0
             if rb + 16 <= nrows and tb + 16 <= tl:
                 done = _tr16(tile, (slot, tb, rb), dst, (i, j0 + rb, t0 + tb), 1)
             if not done:
@@ -489,6 +499,21 @@ def _prefetch_walk(srcs, row, perm, k, mode, ch, start, stop):
         last = srcs.shape[2] - 1
         for t in range(start, stop, 16):
             _prefetch(srcs, row, ch, last - t if mode == _REVERSED else t)
+
+
+@njit(inline="always")
+def _lane_tree(G, slot, t, s, red):
+    """Sum of G[slot, t, s, :] over the LANES lanes by a fixed pairwise tree (halves added lane-wise
+    down to four partial sums, then (0 + 2) + (1 + 3)): the same order whatever thread runs it."""
+    half = LANES // 2
+    for c in range(half):
+        red[slot, c] = G[slot, t, s, c] + G[slot, t, s, c + half]
+    w = half // 2
+    while w >= 4:
+        for c in range(w):
+            red[slot, c] += red[slot, c + w]
+        w //= 2
+    return (red[slot, 0] + red[slot, 2]) + (red[slot, 1] + red[slot, 3])
 
 
 @njit(parallel=True, error_model="numpy", fastmath=_FAST, cache=True)
@@ -774,7 +799,11 @@ def _bwd_kernel(  # noqa: C901
                     for c in range(LANES):
                         GD[slot, jb, c] += dyt[slot, t, c] * uu[slot, t, c]
                         dud[slot, t, c] = dyt[slot, t, c] * Dv[slot, c]
-                # Reverse-time adjoint scan over the chunk.
+                # Reverse-time adjoint scan over the chunk. The decay of the step after t is E[t + 1];
+                # after the chunk's last step it is the next chunk's first, carried in AN.
+                for s in range(n):
+                    for c in range(LANES):
+                        E[slot, tl, s, c] = AN[slot, jb, s, c]
                 for t in range(tl - 1, -1, -1):
                     for c in range(LANES):
                         ddl[slot, c] = 0
@@ -783,10 +812,9 @@ def _bwd_kernel(  # noqa: C901
                         bs = Bt[slot, t, s]
                         cs = Ct[slot, t, s]
                         for c in range(LANES):
-                            hv = H[slot, jb, s, c] * AN[slot, jb, s, c] + dyt[slot, t, c] * cs
+                            hv = H[slot, jb, s, c] * E[slot, t + 1, s, c] + dyt[slot, t, c] * cs
                             H[slot, jb, s, c] = hv
                             a = E[slot, t, s, c]
-                            AN[slot, jb, s, c] = a
                             hx = hv * a * X[slot, t, s, c]  # h_t * dA_t * x_{t-1}
                             GA[slot, jb, s, c] += hx * dl[slot, t, c]
                             hb = hv * bs
@@ -797,34 +825,25 @@ def _bwd_kernel(  # noqa: C901
                     for c in range(LANES):
                         ddt[slot, t, c] = ddl[slot, c]
                         dut[slot, t, c] = dua[slot, c] * dl[slot, t, c] + dud[slot, t, c]
-                for c in range(nc):
-                    if softplus_on:
-                        for t in range(tl):
-                            ddt[slot, t, c] *= sg[slot, t, c]
+                for s in range(n):
+                    for c in range(LANES):
+                        AN[slot, jb, s, c] = E[slot, 0, s, c]
+                if softplus_on:
                     for t in range(tl):
-                        ddelta[b, i0 + c, t0 + t] = ddt[slot, t, c]
+                        for c in range(LANES):
+                            ddt[slot, t, c] *= sg[slot, t, c]
+                for t in range(tl):
+                    for c in range(LANES):
                         GBIAS[slot, jb, c] += ddt[slot, t, c]
-                        du_s[b, i0 + c, t0 + t] = dut[slot, t, c]
-                    if has_z:
-                        for t in range(tl):
-                            dz[b, i0 + c, t0 + t] = dzt[slot, t, c]
+                _tile_to_rows(ddelta, b, i0, nc, t0, tl, ddt, slot)
+                _tile_to_rows(du_s, b, i0, nc, t0, tl, dut, slot)
+                if has_z:
+                    _tile_to_rows(dz, b, i0, nc, t0, tl, dzt, slot)
             # Fixed pairwise tree over the W lanes, into this item's own slice of the partials.
             for t in range(tl):
                 for s in range(n):
-                    for c in range(8):
-                        red[slot, c] = GB[slot, t, s, c] + GB[slot, t, s, c + 8]
-                    for c in range(4):
-                        red[slot, c] += red[slot, c + 4]
-                    dBp[b, grp, split, s, t0 + t] = (red[slot, 0] + red[slot, 2]) + (
-                        red[slot, 1] + red[slot, 3]
-                    )
-                    for c in range(8):
-                        red[slot, c] = GC[slot, t, s, c] + GC[slot, t, s, c + 8]
-                    for c in range(4):
-                        red[slot, c] += red[slot, c + 4]
-                    dCp[b, grp, split, s, t0 + t] = (red[slot, 0] + red[slot, 2]) + (
-                        red[slot, 1] + red[slot, 3]
-                    )
+                    dBp[b, grp, split, s, t0 + t] = _lane_tree(GB, slot, t, s, red)
+                    dCp[b, grp, split, s, t0 + t] = _lane_tree(GC, slot, t, s, red)
         for jb in range(nbi):
             i0 = sblocks[jb0 + jb, 0]
             for c in range(sblocks[jb0 + jb, 1]):

@@ -13,6 +13,9 @@ and speed-ups are computed against the estimate (marked ``~``). Where the ``mamb
 (CUDA with mamba-ssm installed), every row also gives mamba-ssm's forward+backward time over its
 own (``vs_mamba_ssm_fwd_bwd``; the GPU target is >= 1 for triton).
 
+On CPU the ``cpu`` rows are preceded by ``cpu_legacy``, the CPU kernels as they were before issue 17
+(``ops/scan_cpu_legacy.py``), and a closing line gives cpu's speed-up over them in the same run.
+
 At the SS2D stages it also times the fused SS2D entry (``ss2d_selective_scan``) against the unfused
 composition (torch cross-scan + scan + torch cross-merge, with mamba-ssm's scan when it is
 installed) and reports the ratio fused / composed.

@@ -556,7 +556,7 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
         grp = i0 // dg
         srow = walks[k, 0] * bsz + b  # the map, or its transposed copy, of batch element b
         mode = walks[k, 1]
-        # Lanes >= nc hold zeros (A = 0, u = 0, delta = 0): their state stays exactly 0.
+        # Lanes >= nc hold A = 0, u = 0, raw delta = 0: their state stays exactly 0.
         for c in range(W):
             valid = c < nc
             for s in range(n):

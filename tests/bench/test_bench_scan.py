@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from specmamba.bench import bench_scan, format_table, peak_extra_bytes, time_ms
+from specmamba.bench import bench_scan, format_table, peak_extra_bytes, time_interleaved, time_ms
 from specmamba.bench.scan import VIM_STAGES
 from specmamba.cli import bench as cli_bench
 from specmamba.errors import ConfigError
@@ -104,6 +104,16 @@ def test_cli_bench_scan(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["meta"]["batch"] == 1 and {r["backend"] for r in data["scan"]} == {"ref", "cpu_legacy", "cpu"}
     assert "stage" in capsys.readouterr().out
+
+
+def test_time_interleaved_takes_the_calls_in_turns():
+    order: list[str] = []
+    timings = time_interleaved([lambda: order.append("a"), lambda: order.append("b")], repeats=3, warmup=1)
+    assert order == ["a", "b"] * 4  # one warm-up round, then three timed rounds, each a then b
+    assert [t.repeats for t in timings] == [3, 3]
+    assert all(0 <= t.min_ms <= t.median_ms for t in timings)
+    with pytest.raises(ValueError, match="repeats"):
+        time_interleaved([lambda: None], repeats=0)
 
 
 def test_timing_helpers():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .model import bench_model
 from .scan import STAGES, bench_scan, make_scan_inputs
-from .timing import Timing, format_table, peak_extra_bytes, time_ms
+from .timing import Timing, format_table, peak_extra_bytes, time_interleaved, time_ms
 
 __all__ = [
     "STAGES",
@@ -21,5 +21,6 @@ __all__ = [
     "format_table",
     "make_scan_inputs",
     "peak_extra_bytes",
+    "time_interleaved",
     "time_ms",
 ]

@@ -5,7 +5,8 @@
 bidirectional shapes of vim_tiny (stages ``vim196`` and ``vim1024``: E = 384 inner channels per
 direction, both directions in one call as Vim's mixer runs them, d = 2E = 768, g = 2, l = 196 for a
 224-px image and 1024 for a 512-px one; REFERENCE.md section 5), for each backend: forward ms,
-forward+backward ms, peak extra memory of a forward+backward, effective bandwidth of the forward
+forward+backward ms (the fast backends timed in turns, so their ratios survive the machine's drift),
+peak extra memory of a forward+backward, effective bandwidth of the forward
 (bytes of the minimal inputs + outputs / time) and speed-up over ``ref``. The sequential ``ref`` is
 timed in the same run where its estimated time (a short prefix of the sequence, timed and
 extrapolated linearly in l) is under ``ref_budget_s``; otherwise its row says "skipped (est. N s)"
@@ -37,7 +38,7 @@ import torch
 from ..errors import BackendUnavailableError, ConfigError
 from ..ops import available_backends, cross_merge, cross_scan, selective_scan, ss2d_selective_scan
 from .peak import UPDATE_FLOPS, gemm_peak, rate, scan_flops
-from .timing import format_table, peak_extra_bytes, publish, time_ms
+from .timing import format_table, peak_extra_bytes, publish, time_interleaved, time_ms
 
 __all__ = ["STAGES", "bench_scan", "make_scan_inputs"]
 
@@ -266,10 +267,12 @@ def bench_scan(
         ref_row["speedup_fwd"] = ref_row["speedup_fwd_bwd"] = 1.0
         ref_row.update(_flop_fields(batch, d, length, ref["fwd"], ref["fwd_bwd"], peak))
         scan_rows.append(ref_row)
-        for backend in fast:
-            fwd, fwd_bwd = _scan_calls(inp, backend)
-            t_f = time_ms(fwd, dev, repeats=repeats, warmup=2).median_ms
-            t_fb = time_ms(fwd_bwd, dev, repeats=repeats, warmup=2).median_ms
+        # The fast backends in turns, so that their ratios survive the machine's drift.
+        calls = [_scan_calls(inp, backend) for backend in fast]
+        t_fwd = time_interleaved([c[0] for c in calls], dev, repeats=repeats, warmup=2)
+        t_fwd_bwd = time_interleaved([c[1] for c in calls], dev, repeats=repeats, warmup=2)
+        for backend, (_, fwd_bwd), tf, tfb in zip(fast, calls, t_fwd, t_fwd_bwd):
+            t_f, t_fb = tf.median_ms, tfb.median_ms
             mem = peak_extra_bytes(fwd_bwd, dev)
             scan_rows.append(
                 {

@@ -35,7 +35,15 @@ import torch
 
 from ..atomic import write_json
 
-__all__ = ["Timing", "format_table", "peak_extra_bytes", "publish", "synchronize", "time_ms"]
+__all__ = [
+    "Timing",
+    "format_table",
+    "peak_extra_bytes",
+    "publish",
+    "synchronize",
+    "time_interleaved",
+    "time_ms",
+]
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -87,6 +95,31 @@ def time_ms(
         synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return Timing(statistics.median(times), min(times), repeats)
+
+
+def time_interleaved(
+    fns: Sequence[Callable[[], Any]], device: str | torch.device = "cpu", repeats: int = 5, warmup: int = 1
+) -> list[Timing]:
+    """:func:`time_ms` of several calls taken in turns (a, b, c, a, b, c, ...), one Timing each.
+
+    On a machine whose speed drifts (shared cores, frequency changes) calls timed one after the
+    other can differ by 1.5-2x for the same work; taken in turns, every call sees the same drift,
+    so their ratios hold even where the absolute figures move.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"time_interleaved: need repeats >= 1 and warmup >= 0, got {repeats} / {warmup}")
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    synchronize(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            out.append((time.perf_counter() - start) * 1e3)
+    return [Timing(statistics.median(t), min(t), repeats) for t in times]
 
 
 def _status_kb(key: str) -> int:

@@ -9,11 +9,13 @@ practical peak, not the datasheet's.
 FLOP conventions (stated because every count is one):
 
 * a state update of the selective scan, x = exp(delta A) x + delta B u, y += x C, costs
-  :data:`UPDATE_FLOPS` = 28: delta A (1), the float32 exp as the CPU kernel evaluates it
-  (:data:`EXP_FLOPS` = 23: range reduction 7, the degree-5 polynomial in Horner form 10, the final
-  r^2 p + r + 1 4, the two 2^k factors 2), one FMA for x (2) and one for y (2). A scan of
-  (b, d, l) with state size n does b d l n updates; the per-(b, d, l) work (softplus, D skip, gate)
-  is left out, under 10% for n = 16;
+  :data:`UPDATE_FLOPS` = 28: delta A (1), a float32 exp (:data:`EXP_FLOPS` = 23, the count of the
+  Cephes-style exp the CPU kernels used before issue 17: range reduction 7, a degree-5 polynomial in
+  Horner form 10, the final r^2 p + r + 1 4, two 2^k factors 2), one FMA for x (2) and one for y (2).
+  This is a fixed convention, so that GFLOP/s stay comparable across kernel versions; today's CPU
+  kernel evaluates the decay as 2**y in fewer operations (``ops/scan_cpu.py``), so its GFLOP/s are
+  "equivalent" FLOPs. A scan of (b, d, l) with state size n does b d l n updates; the per-(b, d, l)
+  work (softplus, D skip, gate) is left out, under 10% for n = 16;
 * a forward+backward counts 3x the forward (the usual convention of training FLOP counts; the CPU
   backward recomputes the states from saved chunk starts and runs the adjoint, about twice the
   forward's operations);

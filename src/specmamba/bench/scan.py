@@ -292,15 +292,14 @@ def bench_scan(
                     **_flop_fields(batch, d, length, t_f, t_fb, peak),
                 }
             )
-        legacy = next((r for r in scan_rows if r["stage"] == stage and r["backend"] == LEGACY), None)
-        for r in scan_rows:
-            if legacy and r["stage"] == stage and r["backend"] == "cpu":
-                r["vs_legacy_fwd"] = legacy["fwd_ms"] / r["fwd_ms"]
-                r["vs_legacy_fwd_bwd"] = legacy["fwd_bwd_ms"] / r["fwd_bwd_ms"]
-        anchor = next((r for r in scan_rows if r["stage"] == stage and r["backend"] == "mamba_ssm"), None)
-        for r in scan_rows:
-            if r["stage"] == stage:  # > 1: faster than mamba-ssm's CUDA kernel (the GPU target)
-                r["vs_mamba_ssm_fwd_bwd"] = anchor["fwd_bwd_ms"] / r["fwd_bwd_ms"] if anchor else None
+        by_backend = {r["backend"]: r for r in scan_rows if r["stage"] == stage}
+        if LEGACY in by_backend:  # always beside "cpu" (see above)
+            cpu, legacy = by_backend["cpu"], by_backend[LEGACY]
+            cpu["vs_legacy_fwd"] = legacy["fwd_ms"] / cpu["fwd_ms"]
+            cpu["vs_legacy_fwd_bwd"] = legacy["fwd_bwd_ms"] / cpu["fwd_bwd_ms"]
+        anchor = by_backend.get("mamba_ssm")
+        for r in by_backend.values():  # > 1: faster than mamba-ssm's CUDA kernel (the GPU target)
+            r["vs_mamba_ssm_fwd_bwd"] = anchor["fwd_bwd_ms"] / r["fwd_bwd_ms"] if anchor else None
         if ss2d and groups == GROUPS:  # the SS2D entry against its composition (SS2D stages only)
             side = math.isqrt(length)
             for backend in (b for b in fast if b in ("cpu", "triton")):

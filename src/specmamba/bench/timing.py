@@ -83,18 +83,7 @@ def time_ms(
     fn: Callable[[], Any], device: str | torch.device = "cpu", repeats: int = 5, warmup: int = 1
 ) -> Timing:
     """Median / min wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"time_ms: need repeats >= 1 and warmup >= 0, got {repeats} / {warmup}")
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return Timing(statistics.median(times), min(times), repeats)
+    return time_interleaved([fn], device, repeats, warmup)[0]
 
 
 def time_interleaved(
@@ -107,7 +96,7 @@ def time_interleaved(
     so their ratios hold even where the absolute figures move.
     """
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"time_interleaved: need repeats >= 1 and warmup >= 0, got {repeats} / {warmup}")
+        raise ValueError(f"bench timing: need repeats >= 1 and warmup >= 0, got {repeats} / {warmup}")
     for _ in range(warmup):
         for fn in fns:
             fn()

@@ -34,8 +34,9 @@ How it is fast (issue 17; figures in ``specmamba bench scan``, which times the k
   the saved chunk-start state into a (T + 1, n, W) scratch (with the (T, n, W) decay factors, so the
   exp is not evaluated twice), then runs the adjoint recurrence h_t = dy_t C_t + exp(delta_{t+1} A)
   h_{t+1} backwards, accumulating every gradient on the fly. It reads the decay of step t + 1 from
-  that scratch rather than keeping a copy per state, and moves its tiles with the forward's register
-  transposes.
+  that scratch rather than keeping a copy per state, and writes its output tiles with the forward's
+  register transposes (its input tiles are copied element-wise: register loads measured no faster
+  there).
 * Determinism: dB/dC sum over the channels of a group. Each work item (batch, group, split) handles
   a fixed, contiguous set of channel blocks; its contributions are summed lane-wise over its blocks,
   then over the W lanes by a fixed pairwise tree, into its own (n, l) slice of a partial buffer; the
@@ -246,7 +247,8 @@ def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep):
 
 
 _F = np.float32
-_LOG2E = _F(1.4426950408889634)
+_LOG2E_F64 = 1.4426950408889634  # log2(e); A * log2(e) is formed in float64 and rounded once
+_LOG2E = _F(_LOG2E_F64)
 _LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)  # ln 2 = hi + lo, hi exact in 9 bits
 _ONE, _ZERO, _INF = _F(1.0), _F(0.0), _F(np.inf)
 _ROUND = _F(12582912.0)  # 1.5 * 2**23: y + _ROUND holds round(y) in its low mantissa bits
@@ -264,7 +266,7 @@ _E1, _E2, _E3 = _F(1.0000000321650357), _F(0.49999994209022797), _F(0.1666643126
 _E4, _E5, _E6 = _F(0.04166800204090031), _F(0.008374155309803831), _F(0.0013843653235169058)
 _EXP_LO = _F(-87.0)  # e**x for x <= 0 is assembled as a normal float down to here, 0 below
 # log(1 + e) on [0, 1] as e q(e), q of degree 8 (3.0e-8 before rounding): no division.
-_G = tuple(
+_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8 = (
     _F(c)
     for c in (
         0.9999999698762044,
@@ -278,7 +280,6 @@ _G = tuple(
         0.005232679783582358,
     )
 )
-_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7, _G8 = _G
 # fastmath flags of every kernel and helper: only contraction (a * b + c -> one FMA), which keeps IEEE
 # semantics otherwise (no reassociation, so the summation orders below stay fixed).
 _FAST = {"contract"}
@@ -560,7 +561,7 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
         for c in range(W):
             valid = c < nc
             for s in range(n):
-                A2[slot, s, c] = A[i0 + c, s] * 1.4426950408889634 if valid else 0
+                A2[slot, s, c] = A[i0 + c, s] * _LOG2E_F64 if valid else 0
                 xs[slot, s, c] = 0
             Dv[slot, c] = D[i0 + c] if valid else 0
             bv[slot, c] = bias[i0 + c] if valid else 0
@@ -736,7 +737,7 @@ def _bwd_kernel(  # noqa: C901
                     valid = c < nc
                     for s in range(n):
                         At[slot, s, c] = A[i0 + c, s] if valid else 0
-                        A2[slot, s, c] = A[i0 + c, s] * 1.4426950408889634 if valid else 0
+                        A2[slot, s, c] = A[i0 + c, s] * _LOG2E_F64 if valid else 0
                         xs[slot, s, c] = states[b, i0 + c, ci, s] if valid else 0
                         X[slot, 0, s, c] = xs[slot, s, c]
                     Dv[slot, c] = D[i0 + c] if valid else 0

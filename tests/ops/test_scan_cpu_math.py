@@ -23,11 +23,8 @@ def _apply(kind, x, out):
             out[i] = scan_cpu.fexp2(x[i])
         elif kind == 1:
             out[i] = scan_cpu.fsoftplus(x[i])
-        elif kind == 2:
-            out[i] = scan_cpu.fsigmoid(x[i])
         else:
-            sp, sg = scan_cpu.fsoftplus_sigmoid(x[i])
-            out[i] = sp - sg
+            out[i] = scan_cpu.fsigmoid(x[i])
 
 
 def _run(kind: int, x: np.ndarray) -> np.ndarray:
@@ -77,13 +74,10 @@ def test_softplus_relative_accuracy_everywhere():
     assert np.all(_run(1, np.array([-88.0, -200.0], np.float32)) <= 1.7e-38)
 
 
-def test_sigmoid_and_the_fused_pair_match_float64():
+def test_sigmoid_matches_float64():
     x = np.linspace(-80, 80, 1_000_001, dtype=np.float32)
-    x64 = x.astype(np.float64)
-    sig = 1 / (1 + np.exp(-x64))
+    sig = 1 / (1 + np.exp(-x.astype(np.float64)))
     assert (np.abs(_run(2, x) - sig) / sig).max() < 4e-7
-    both = np.logaddexp(0.0, x64) - sig
-    np.testing.assert_allclose(_run(3, x), both, rtol=1e-6, atol=1e-7)
 
 
 @numba.njit
@@ -112,3 +106,83 @@ def test_tile_transposes_equal_element_copies(dtype, rev):
     np.testing.assert_array_equal(back[1, 3:24, 5:42], tile[0, :37, :21].T)
     back[1, 3:24, 5:42] = 0
     assert not back.any()
+
+
+# The backward's register values (scan_cpu._Vec: BWD_STATES x LANES values, value s * LANES + c).
+_VW = scan_cpu.BWD_STATES * scan_cpu.LANES
+
+
+@numba.njit
+def _vec_exp2(y, out):
+    for i in range(0, y.shape[0], _VW):
+        scan_cpu._vstore(out, (i,), scan_cpu._vexp2(scan_cpu._vload(y, (i,))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vector_exp2_is_the_scalar_one(dtype):
+    # float32: the same operations as fexp2, so bitwise equal, out-of-range inputs included; float64: libm.
+    y = np.concatenate([np.linspace(-130, 130, 64 * 4000), [-np.inf, np.inf] * 32]).astype(dtype)
+    out = np.empty_like(y)
+    _vec_exp2(y, out)
+    if dtype == np.float32:
+        np.testing.assert_array_equal(out, _run(0, y))
+    else:
+        np.testing.assert_allclose(out, np.exp2(y), rtol=1e-15)
+
+
+@numba.njit
+def _vec_moves(rows, states, acc, first, out):
+    # out[0] = rows[0] repeated per state; out[1] = states[0, :4] spread over lanes; out[2] = the load of
+    # out[1] kept (first = 0) or dropped (first != 0); acc[0] += the state-wise fold of out[1] * out[0].
+    rep = scan_cpu._vrep(rows, (0, 0))
+    spread = scan_cpu._vspread(states, (0, 0))
+    scan_cpu._vstore(out, (0, 0), rep)
+    scan_cpu._vstore(out, (1, 0), spread)
+    scan_cpu._vstore(out, (2, 0), scan_cpu._vload_if(out, (1, 0), first))
+    scan_cpu._vfold_add(acc, (0, 0), scan_cpu._vmul(spread, rep))
+
+
+def test_vector_moves_and_the_state_fold():
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((1, scan_cpu.LANES)).astype(np.float32)
+    states = rng.standard_normal((1, 8)).astype(np.float32)
+    acc = rng.standard_normal((1, scan_cpu.LANES)).astype(np.float32)
+    for first in (0, 1):
+        out = np.full((3, _VW), np.nan, np.float32)
+        got = acc.copy()
+        _vec_moves(rows, states, got, first, out)
+        per_state = out[1].reshape(4, -1)
+        np.testing.assert_array_equal(out[0].reshape(4, -1), np.tile(rows[0], (4, 1)))
+        np.testing.assert_array_equal(per_state, np.repeat(states[0, :4, None], scan_cpu.LANES, axis=1))
+        np.testing.assert_array_equal(out[2], 0 if first == 0 else out[1])
+        prod = per_state * rows[0]  # float32, as the kernel rounds each product
+        want = acc[0] + ((prod[0] + prod[1]) + (prod[2] + prod[3]))
+        np.testing.assert_array_equal(got[0], want)
+
+
+@numba.njit
+def _trees(G, n, out):
+    TR = np.empty((1, scan_cpu.LANES, 16), G.dtype)
+    red = np.empty((1, 2 * scan_cpu.LANES), G.dtype)
+    for t in range(G.shape[1]):
+        scan_cpu._lane_trees(G, 0, t, n, TR, red, out, 0, 0, 0, 0)
+
+
+@numba.njit
+def _scalar_trees(G, n, out):
+    red = np.empty((1, 2 * scan_cpu.LANES), G.dtype)
+    for t in range(G.shape[1]):
+        for s in range(n):
+            out[0, 0, 0, t, s] = scan_cpu._lane_tree(G, 0, t, s, red)
+
+
+@pytest.mark.parametrize("states", [16, 12])
+def test_transposed_lane_trees_are_bitwise_the_scalar_tree(states):
+    # 16 states take the register-transpose path, 12 (padded to 12 by the kernel) the scalar one.
+    G = np.random.default_rng(2).standard_normal((1, 5, states, scan_cpu.LANES)).astype(np.float32) * 1e3
+    got = np.zeros((1, 1, 1, 5, states), np.float32)
+    want = np.zeros_like(got)
+    _trees(G, states, got)
+    _scalar_trees(G, states, want)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(want[0, 0, 0], G[0].astype(np.float64).sum(-1), rtol=1e-5, atol=1e-2)

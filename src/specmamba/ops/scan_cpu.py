@@ -13,10 +13,12 @@ How it is fast (issue 17; figures in ``specmamba bench scan``, which times the k
 ``scan_cpu_legacy.py``, in the same run):
 
 * SIMD over channels, not over n. A work item owns W channels of one (batch, group) -- W = 64 in the
-  forward (FWD_LANES), 16 in the backward (LANES) -- and the state is a (n, W) tile; every inner loop
-  runs over the W lanes with constant trip count, so LLVM emits plain AVX-512 code with no horizontal
-  reduction (y = sum_n x C is a vertical accumulation over n). 64 lanes are four independent vectors
-  per state row, enough to hide the FMA latency of the y accumulation and to amortise the B/C loads.
+  forward (FWD_LANES), 16 in the backward (LANES). In the forward the state is a (n, W) tile and every
+  inner loop runs over the W lanes with constant trip count, so LLVM emits plain AVX-512 code with no
+  horizontal reduction (y = sum_n x C is a vertical accumulation over n); 64 lanes are four
+  independent vectors per state row, enough to hide the FMA latency of the y accumulation and to
+  amortise the B/C loads. The backward works on blocks of BWD_STATES = 4 states x 16 lanes held in
+  registers (``_Vec``, below).
 * The decay is 2**(delta * A log2 e) with A log2 e precomputed per tile: a 2**f polynomial and an
   exponent-field add, 16 vector operations per state update instead of libm's scalar ``expf``; the
   softplus / sigmoid of delta and z use a Cody-Waite e**x and a division-free log1p. Their accuracy
@@ -28,25 +30,27 @@ How it is fast (issue 17; figures in ``specmamba bench scan``, which times the k
   registers (``_transpose16_f32``: 16 vector loads, 64 shuffles, 16 stores) instead of element by
   element, which cost as much as the state updates.
 * Forward: parallel over (batch x channel block); with ``save_states`` it stores the state at every
-  chunk start: b * d * n * l / T values, at most b * d * l / 2 because T >= 2n, so memory grows as
-  O(b d l) whatever n is. No (b, d, n, l) tensor exists anywhere.
-* Backward: reverse-time scan. Per chunk (last to first) it recomputes the states of the chunk from
-  the saved chunk-start state into a (T + 1, n, W) scratch (with the (T, n, W) decay factors, so the
-  exp is not evaluated twice), then runs the adjoint recurrence h_t = dy_t C_t + exp(delta_{t+1} A)
-  h_{t+1} backwards, accumulating every gradient on the fly. It reads the decay of step t + 1 from
-  that scratch rather than keeping a copy per state, and writes its output tiles with the forward's
-  register transposes (its input tiles are copied element-wise: register loads measured no faster
-  there).
+  chunk start ((b, chunk, n, d), channels contiguous): b * d * n * l / T values, at most b * d * l / 2
+  because T >= 2n, so memory grows as O(b d l) whatever n is. No (b, d, n, l) tensor exists anywhere.
+* Backward: reverse-time scan, chunk by chunk (last to first). A is diagonal, so the states of a
+  channel are independent recurrences that meet only in sums over the states (y, ddelta, du): per
+  chunk and block of 4 states the backward recomputes the chunk's states from the saved chunk-start
+  state, keeping the decays E_t and E_t * x_{t-1} in a (T, 4, W) scratch (8 KB, in L1; the exp is
+  evaluated once), then runs the adjoint recurrence h_t = dy_t C_t + E_{t+1} h_{t+1} backwards with h
+  and dA's sum in registers, and adds the block's share of the state sums. Tiles come in and go out
+  through the forward's register transposes; dB/dC partials are written (time, state), one contiguous
+  store per step.
 * Determinism: dB/dC sum over the channels of a group. Each work item (batch, group, split) handles
   a fixed, contiguous set of channel blocks; its contributions are summed lane-wise over its blocks,
-  then over the W lanes by a fixed pairwise tree, into its own (n, l) slice of a partial buffer; the
+  then over the W lanes by a fixed pairwise tree, into its own (l, n) slice of a partial buffer; the
   S partials are added in index order afterwards. dA/dD/delta_bias are written per (batch, channel)
   and summed over the batch in order. The split count depends only on the shapes, never on the
   thread count, so results are bitwise reproducible across runs and thread counts. No atomics.
 * ``noalias``: numba's parfor alias analysis counts any copied variable of a non-numeric type (a
   bool included) inside the parallel body as a possible array alias, and a single one drops the
   ``noalias`` marking of every array of the kernel; LLVM then vectorises only what runtime alias
-  checks allow (the backward ran 2x slower). Hence flags kept as ints (``_tr16``).
+  checks allow (the backward ran 2x slower). Hence flags kept as ints (``_tr16``), and ``_Vec`` a
+  numba Number.
 * Scheduling: the parallel loop runs over work items and each thread works in its own scratch slot
   (``numba.get_thread_id()``), so items spread evenly over the threads whatever their count (an
   earlier deal of items to 4 x threads slots gave one thread 8 of stage 1's 12 items and the other 4:
@@ -86,7 +90,7 @@ import torch
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, models, overload, register_model
 
 from .directions import DirectionSet, column_major
 from .scan_grads import assemble_scan_grads, ordered_sum
@@ -96,6 +100,7 @@ __all__ = ["LANES", "chunk_len", "directional_scan_cpu", "scan_cpu"]
 LANES = 16  # channels per SIMD tile of the backward (two AVX2 / one AVX-512 float32 vector)
 FWD_LANES = 64  # channels per tile of the forward
 FWD_SPAN = 256  # steps per tile of the forward (whole chunks): long contiguous reads of every row
+BWD_STATES = 4  # states per block of the backward: one block's chunk scratch stays in L1
 # How the kernels read direction k's input (``walks[k] = (source, mode)``): along the source (the map,
 # or for column-major walks its transposed copy) forwards or backwards, or through perm[k].
 _FORWARD, _REVERSED, _GATHER = 0, 1, 2
@@ -342,13 +347,6 @@ def fsigmoid(x):
     return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
 
 
-def fsoftplus_sigmoid(x):
-    """(softplus(x), sigmoid(x)) sharing one exp: e = e**-|x|, log1p(e) + max(x, 0), 1/(1+e) or e/(1+e)."""
-    e = math.exp(-abs(x))
-    r = 1.0 / (1.0 + e)
-    return max(x, 0.0) + math.log1p(e), (r if x >= 0 else e * r)
-
-
 _JIT = {"fastmath": _FAST}
 
 
@@ -385,23 +383,208 @@ def _fsigmoid_impl(x):
     return impl64
 
 
-@overload(fsoftplus_sigmoid, jit_options=_JIT)
-def _fsoftplus_sigmoid_impl(x):
-    if x == types.float32:
+# --------------------------------------------------------------------------------------------------
+# Register values for the backward: a _Vec holds BWD_STATES x LANES values (value s * LANES + c is state
+# s0 + s of lane c), an LLVM vector that numba keeps in registers and carries across loop iterations
+# like any local. Written as array loops over (n, W) tiles, the backward loaded and stored every state
+# at every step, with index arithmetic (negative-index wraparound, strides reloaded from spilled
+# registers) around each access; with these it takes 2/3 of the time on one thread (stage 1). Indices
+# passed to these intrinsics are never negative (no wraparound), and the values they touch are
+# contiguous along the array's last axes.
+# --------------------------------------------------------------------------------------------------
 
-        def impl32(x):
-            e = _exp_nonpos_f32(-abs(x))
-            r = _ONE / (_ONE + e)
-            return max(x, _ZERO) + _log1p_unit_f32(e), (r if x >= _ZERO else e * r)
+_VW = BWD_STATES * LANES
 
-        return impl32
 
-    def impl64(x):
-        e = math.exp(-abs(x))
-        r = 1.0 / (1.0 + e)
-        return max(x, 0.0) + math.log1p(e), (r if x >= 0 else e * r)
+class _Vec(types.Number):
+    """BWD_STATES x LANES values of one float dtype, in registers.
 
-    return impl64
+    A Number to numba's type system only so that its parfor alias analysis, which treats every
+    non-numeric value computed from an array as a possible alias of it, leaves the kernel's arrays
+    ``noalias`` (one such value dropped the marking of them all and cost the backward 1.5x).
+    """
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        super().__init__(name=f"Vec{_VW}({dtype})")
+
+
+@register_model(_Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), _VW))
+
+
+def _is_index(arr, idx) -> bool:
+    return (
+        isinstance(arr, types.Array)
+        and arr.dtype in (types.float32, types.float64)
+        and isinstance(idx, types.BaseTuple)
+        and len(idx) == arr.ndim
+        and all(isinstance(e, types.Integer) for e in idx)
+    )
+
+
+def _vec_ptr(context, builder, signature, args, width):
+    """Pointer to ``width`` values of array args[0] starting at index tuple args[1], as a vector pointer."""
+    aty, ity = signature.args[0], signature.args[1]
+    ary = context.make_array(aty)(context, builder, args[0])
+    idx = [builder.extract_value(args[1], a) for a in range(aty.ndim)]
+    idx = [context.cast(builder, v, ity.types[a], types.intp) for a, v in enumerate(idx)]
+    ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
+    return builder.bitcast(ptr, ir.VectorType(context.get_value_type(aty.dtype), width).as_pointer())
+
+
+def _lanes(builder, v, mask):
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), mask))
+
+
+@intrinsic
+def _vload(typingctx, arr, idx):
+    """The _VW values arr[idx], arr[idx + 1], ... (along the last axes)."""
+    if not _is_index(arr, idx):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load(_vec_ptr(context, builder, signature, args, _VW), align=4)
+
+    return _Vec(arr.dtype)(arr, idx), codegen
+
+
+@intrinsic
+def _vload_if(typingctx, arr, idx, keep):
+    """:func:`_vload` where ``keep`` != 0, else zeros (the values read are then discarded, so that memory
+    need not be initialised): the first block of a work item starts its sums without a zeroing pass."""
+    if not (_is_index(arr, idx) and isinstance(keep, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = builder.load(_vec_ptr(context, builder, signature, args, _VW), align=4)
+        on = builder.icmp_signed("!=", args[2], ir.Constant(args[2].type, 0))
+        return builder.select(on, v, ir.Constant(v.type, None))
+
+    return _Vec(arr.dtype)(arr, idx, keep), codegen
+
+
+@intrinsic
+def _vstore(typingctx, arr, idx, v):
+    """arr[idx], arr[idx + 1], ... = the _VW values of v."""
+    if not (_is_index(arr, idx) and isinstance(v, _Vec) and v.dtype == arr.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        builder.store(args[2], _vec_ptr(context, builder, signature, args, _VW), align=4)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, v), codegen
+
+
+@intrinsic
+def _vrep(typingctx, arr, idx):
+    """The LANES values at arr[idx] (one per lane), the same for every state."""
+    if not _is_index(arr, idx):
+        return None
+
+    def codegen(context, builder, signature, args):
+        row = builder.load(_vec_ptr(context, builder, signature, args, LANES), align=4)
+        return _lanes(builder, row, [c for _ in range(BWD_STATES) for c in range(LANES)])
+
+    return _Vec(arr.dtype)(arr, idx), codegen
+
+
+@intrinsic
+def _vspread(typingctx, arr, idx):
+    """The BWD_STATES values at arr[idx] (one per state), the same across the lanes."""
+    if not _is_index(arr, idx):
+        return None
+
+    def codegen(context, builder, signature, args):
+        row = builder.load(_vec_ptr(context, builder, signature, args, BWD_STATES), align=4)
+        return _lanes(builder, row, [s for s in range(BWD_STATES) for _ in range(LANES)])
+
+    return _Vec(arr.dtype)(arr, idx), codegen
+
+
+@intrinsic
+def _vfold_add(typingctx, arr, idx, v):
+    """arr[idx ... + LANES] += the sum of v over its states, as (v_0 + v_1) + (v_2 + v_3) per lane."""
+    if not (_is_index(arr, idx) and isinstance(v, _Vec) and v.dtype == arr.dtype and BWD_STATES == 4):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _vec_ptr(context, builder, signature, args, LANES)
+        part = [_lanes(builder, args[2], list(range(s * LANES, (s + 1) * LANES))) for s in range(BWD_STATES)]
+        total = builder.fadd(builder.fadd(part[0], part[1]), builder.fadd(part[2], part[3]))
+        builder.store(builder.fadd(builder.load(ptr, align=4), total), ptr, align=4)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, v), codegen
+
+
+def _vec_intrinsic_fn(builder, name, vty, nargs):
+    kind = "f32" if isinstance(vty.element, ir.FloatType) else "f64"
+    fnty = ir.FunctionType(vty, [vty] * nargs)
+    return cgutils.get_or_insert_function(builder.module, fnty, f"llvm.{name}.v{_VW}{kind}")
+
+
+@intrinsic
+def _vfma(typingctx, a, b, c):
+    """a * b + c, rounded once."""
+    if not (isinstance(a, _Vec) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.call(_vec_intrinsic_fn(builder, "fma", args[0].type, 3), list(args))
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def _vmul(typingctx, a, b):
+    """a * b."""
+    if not (isinstance(a, _Vec) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def _vexp2(typingctx, y):
+    """2**y per value: float32 the polynomial of :func:`_exp2_f32`, operation for operation; float64
+    LLVM's exp2 (libm)."""
+    if not isinstance(y, _Vec):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        vty = v.type
+        if not isinstance(vty.element, ir.FloatType):
+            return builder.call(_vec_intrinsic_fn(builder, "exp2", vty, 1), [v])
+        ity = ir.VectorType(ir.IntType(32), _VW)
+
+        def const(x):
+            return ir.Constant(vty, [float(x)] * _VW)
+
+        def fma(a, b, c):
+            return builder.call(_vec_intrinsic_fn(builder, "fma", vty, 3), [a, b, c])
+
+        lo, hi = const(_EXP2_LO), const(_EXP2_HI)
+        yc = builder.call(_vec_intrinsic_fn(builder, "maxnum", vty, 2), [v, lo])
+        yc = builder.call(_vec_intrinsic_fn(builder, "minnum", vty, 2), [yc, hi])
+        kr = builder.fadd(yc, const(_ROUND))
+        f = builder.fsub(yc, builder.fsub(kr, const(_ROUND)))
+        p = fma(const(_Q5), f, const(_Q4))
+        for q in (_Q3, _Q2, _Q1, _ONE):
+            p = fma(p, f, const(q))
+        k = builder.shl(builder.bitcast(kr, ity), ir.Constant(ity, [23] * _VW))
+        res = builder.bitcast(builder.add(builder.bitcast(p, ity), k), vty)
+        res = builder.select(builder.fcmp_ordered(">", v, hi), const(np.inf), res)
+        return builder.select(builder.fcmp_ordered("<", v, lo), const(0.0), res)
+
+    return y(y), codegen
 
 
 # --------------------------------------------------------------------------------------------------
@@ -517,6 +700,34 @@ def _lane_tree(G, slot, t, s, red):
     return (red[slot, 0] + red[slot, 2]) + (red[slot, 1] + red[slot, 3])
 
 
+@njit(inline="always")
+def _lane_trees(G, slot, t, n, TR, red, out, b, grp, split, t0):
+    """out[b, grp, split, t0 + t, s] = :func:`_lane_tree` of G[slot, t, s, :] for s < n. With 16 states
+    (float32), the same sums for all 16 at once: the (state, lane) tile transposed in registers, then
+    the tree's additions done row-wise, so each state's sum is bitwise the scalar tree's; ``out`` is
+    (time, state), so the 16 sums of a step are one contiguous store."""
+    done = 0
+    if G.shape[2] == 16:
+        done = _tr16(G, (slot, t, 0, 0), TR, (slot, 0, 0), 1)  # TR[slot, c, s] = G[slot, t, s, c]
+    if done:
+        half = LANES // 2
+        for c in range(half):
+            for s in range(16):
+                TR[slot, c, s] += TR[slot, c + half, s]
+        w = half // 2
+        while w >= 4:
+            for c in range(w):
+                for s in range(16):
+                    TR[slot, c, s] += TR[slot, c + w, s]
+            w //= 2
+        for s in range(n):
+            pair02 = TR[slot, 0, s] + TR[slot, 2, s]
+            out[b, grp, split, t0 + t, s] = pair02 + (TR[slot, 1, s] + TR[slot, 3, s])
+    else:
+        for s in range(n):
+            out[b, grp, split, t0 + t, s] = _lane_tree(G, slot, t, s, red)
+
+
 @njit(parallel=True, error_model="numpy", fastmath=_FAST, cache=True)
 def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, out, last, states):  # noqa: C901
     softplus_on = opts[0] != 0
@@ -593,9 +804,9 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
             for t in range(tl):
                 if save and (t0 + t) % chunk == 0:  # the state at every chunk start, for the backward
                     ci = (t0 + t) // chunk
-                    for c in range(nc):
-                        for s in range(n):
-                            states[b, i0 + c, ci, s] = xs[slot, s, c]
+                    for s in range(n):
+                        for c in range(nc):
+                            states[b, ci, s, i0 + c] = xs[slot, s, c]
                 for c in range(W):
                     dlu[slot, c] = dl[slot, t, c] * uu[slot, t, c]
                     yacc[slot, c] = 0
@@ -659,41 +870,40 @@ def _bwd_kernel(  # noqa: C901
         mb = max(mb, bitems[it, 2] - bitems[it, 1])
     nth = opts[4]  # scratch slots
     dt = srcs.dtype
+    SB = BWD_STATES
+    npad = -(-n // SB) * SB  # states padded to whole blocks: padded states have A = B = C = 0
     # Per-block state carried across chunks: adjoint h, decay of the step after the chunk, dA, dD, dbias.
-    H = np.empty((nth, mb + 1, n, LANES), dtype=dt)
-    AN = np.empty((nth, mb + 1, n, LANES), dtype=dt)
-    GA = np.empty((nth, mb + 1, n, LANES), dtype=dt)
+    H = np.empty((nth, mb + 1, npad, LANES), dtype=dt)
+    AN = np.empty((nth, mb + 1, npad, LANES), dtype=dt)
+    GA = np.empty((nth, mb + 1, npad, LANES), dtype=dt)
     GD = np.empty((nth, mb + 1, LANES), dtype=dt)
     GBIAS = np.empty((nth, mb + 1, LANES), dtype=dt)
-    # Chunk scratch: X[t + 1] = state after step t (X[0] = chunk start), E[t] = exp(delta_t A).
-    xs = np.empty((nth, n + 1, LANES), dtype=dt)
-    X = np.empty((nth, chunk + 2, n, LANES), dtype=dt)
-    E = np.empty((nth, chunk + 1, n, LANES), dtype=dt)
-    GB = np.empty((nth, chunk + 1, n, LANES), dtype=dt)  # lane-wise dB / dC of the item's blocks
-    GC = np.empty((nth, chunk + 1, n, LANES), dtype=dt)
+    # One state block's chunk scratch: E[t] = exp(delta_t A), AX[t] = E[t] * (state before step t).
+    xs = np.empty((nth, SB, LANES), dtype=dt)
+    E = np.empty((nth, chunk, SB, LANES), dtype=dt)
+    AX = np.empty((nth, chunk, SB, LANES), dtype=dt)
+    GB = np.empty((nth, chunk + 1, npad, LANES), dtype=dt)  # lane-wise dB / dC of the item's blocks
+    GC = np.empty((nth, chunk + 1, npad, LANES), dtype=dt)
     uu = np.empty((nth, chunk + 1, LANES), dtype=dt)
     dl = np.empty((nth, chunk + 1, LANES), dtype=dt)
     sg = np.empty((nth, chunk + 1, LANES), dtype=dt)
     go = np.empty((nth, chunk + 1, LANES), dtype=dt)
     zz = np.empty((nth, chunk + 1, LANES), dtype=dt)
+    sz = np.empty((nth, chunk + 1, LANES), dtype=dt)
     dyt = np.empty((nth, chunk + 1, LANES), dtype=dt)
     dlu = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    dud = np.empty((nth, chunk + 1, LANES), dtype=dt)
+    yacc = np.empty((nth, chunk + 1, LANES), dtype=dt)
+    ddl = np.empty((nth, chunk + 1, LANES), dtype=dt)  # sum_s h x_{t-1} dA_t A (then the ddelta tile)
+    dua = np.empty((nth, chunk + 1, LANES), dtype=dt)  # sum_s h B (then the du tile)
     dzt = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    ddt = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    dut = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    At = np.empty((nth, n + 1, LANES), dtype=dt)
-    A2 = np.empty((nth, n + 1, LANES), dtype=dt)  # A * log2(e): the decay is 2**(delta * A2)
+    At = np.empty((nth, mb + 1, npad, LANES), dtype=dt)  # A per block (0 in padding lanes and states)
+    A2 = np.empty((nth, mb + 1, npad, LANES), dtype=dt)  # A * log2(e): the decay is 2**(delta * A2)
     Dv = np.empty((nth, 2 * LANES), dtype=dt)
     bv = np.empty((nth, 2 * LANES), dtype=dt)
-    Bt = np.empty((nth, chunk + 1, n), dtype=dt)
-    Ct = np.empty((nth, chunk + 1, n), dtype=dt)
-    yacc = np.empty((nth, 2 * LANES), dtype=dt)
-    ddl = np.empty((nth, 2 * LANES), dtype=dt)
-    dua = np.empty((nth, 2 * LANES), dtype=dt)
+    Bt = np.empty((nth, chunk + 1, npad), dtype=dt)
+    Ct = np.empty((nth, chunk + 1, npad), dtype=dt)
     red = np.empty((nth, 2 * LANES), dtype=dt)
-    row = np.empty((nth, chunk + LANES), dtype=dt)
-    row2 = np.empty((nth, chunk + LANES), dtype=dt)
+    TR = np.empty((nth, LANES, 16), dtype=dt)  # a transposed (16 states, LANES) tile of GB / GC
     for item in prange(bsz * nit):
         slot = numba.get_thread_id()  # this thread's scratch
         b = item // nit
@@ -706,25 +916,26 @@ def _bwd_kernel(  # noqa: C901
             i0 = sblocks[jb0 + jb, 0]
             nc = sblocks[jb0 + jb, 1]
             for c in range(LANES):
-                valid = c < nc
-                for s in range(n):
-                    H[slot, jb, s, c] = dlast[b, i0 + c, s] if valid else 0
+                for s in range(npad):  # zero in padding lanes and states
+                    H[slot, jb, s, c] = 0
+                    At[slot, jb, s, c] = 0
+                    A2[slot, jb, s, c] = 0
                     AN[slot, jb, s, c] = 1  # dlast enters h_{l-1} undamped
                     GA[slot, jb, s, c] = 0
+                if c < nc:
+                    for s in range(n):
+                        H[slot, jb, s, c] = dlast[b, i0 + c, s]
+                        At[slot, jb, s, c] = A[i0 + c, s]
+                        A2[slot, jb, s, c] = A[i0 + c, s] * _LOG2E_F64
                 GD[slot, jb, c] = 0
                 GBIAS[slot, jb, c] = 0
         for ci in range(nck - 1, -1, -1):
             t0 = ci * chunk
             tl = min(chunk, L - t0)
-            for t in range(tl):
-                for s in range(n):
-                    for c in range(LANES):
-                        GB[slot, t, s, c] = 0
-                        GC[slot, t, s, c] = 0
-            for s in range(n):
+            for s in range(npad):
                 for t in range(tl):
-                    Bt[slot, t, s] = B[b, grp, s, t0 + t]
-                    Ct[slot, t, s] = C[b, grp, s, t0 + t]
+                    Bt[slot, t, s] = B[b, grp, s, t0 + t] if s < n else 0
+                    Ct[slot, t, s] = C[b, grp, s, t0 + t] if s < n else 0
             for jb in range(nbi):
                 i0 = sblocks[jb0 + jb, 0]
                 nc = sblocks[jb0 + jb, 1]
@@ -735,11 +946,6 @@ def _bwd_kernel(  # noqa: C901
                 # Lanes >= nc must read as zero (an earlier block may have filled them).
                 for c in range(LANES):
                     valid = c < nc
-                    for s in range(n):
-                        At[slot, s, c] = A[i0 + c, s] if valid else 0
-                        A2[slot, s, c] = A[i0 + c, s] * _LOG2E_F64 if valid else 0
-                        xs[slot, s, c] = states[b, i0 + c, ci, s] if valid else 0
-                        X[slot, 0, s, c] = xs[slot, s, c]
                     Dv[slot, c] = D[i0 + c] if valid else 0
                     bv[slot, c] = bias[i0 + c] if valid else 0
                     if not valid:
@@ -748,23 +954,28 @@ def _bwd_kernel(  # noqa: C901
                             dl[slot, t, c] = 0
                             go[slot, t, c] = 0
                             zz[slot, t, c] = 0
-                for c in range(nc):  # u and dout of the map, read along the direction
-                    _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
-                    _load_walk(go, slot, c, dsrcs, srow, perm, k, mode, c0 + c, t0, tl)
-                    if softplus_on:  # vectorised into contiguous rows, then transposed
-                        for t in range(tl):
-                            sp, sgm = fsoftplus_sigmoid(delta[b, i0 + c, t0 + t] + bv[slot, c])
-                            row[slot, t] = sp
-                            row2[slot, t] = sgm
-                        for t in range(tl):
-                            dl[slot, t, c] = row[slot, t]
-                            sg[slot, t, c] = row2[slot, t]
-                    else:
-                        for t in range(tl):
-                            dl[slot, t, c] = delta[b, i0 + c, t0 + t] + bv[slot, c]
-                    if has_z:
-                        for t in range(tl):
-                            zz[slot, t, c] = z[b, i0 + c, t0 + t]
+                if mode == _GATHER:
+                    for c in range(nc):
+                        _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
+                        _load_walk(go, slot, c, dsrcs, srow, perm, k, mode, c0 + c, t0, tl)
+                else:
+                    rv = 1 if mode == _REVERSED else 0
+                    _rows_to_tile(uu, slot, srcs, srow, c0, nc, t0, tl, rv)
+                    _rows_to_tile(go, slot, dsrcs, srow, c0, nc, t0, tl, rv)
+                _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, 0)
+                if has_z:
+                    _rows_to_tile(zz, slot, z, b, i0, nc, t0, tl, 0)
+                if softplus_on:
+                    for t in range(tl):
+                        for c in range(LANES):
+                            raw = dl[slot, t, c] + bv[slot, c]
+                            dl[slot, t, c] = fsoftplus(raw)
+                            sg[slot, t, c] = fsigmoid(raw)
+                else:
+                    for t in range(tl):
+                        for c in range(LANES):
+                            dl[slot, t, c] = dl[slot, t, c] + bv[slot, c]
+                for c in range(nc):
                     if ci > 0:  # the previous chunk is next: fetch it while this one computes
                         for t in range(t0 - chunk, t0, 16):
                             _prefetch(delta, b, i0 + c, t)
@@ -772,79 +983,82 @@ def _bwd_kernel(  # noqa: C901
                                 _prefetch(z, b, i0 + c, t)
                         _prefetch_walk(srcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
                         _prefetch_walk(dsrcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
-                # Recompute the chunk's states, the output gate and dy.
+                # dy = dout * gate (it does not depend on the states), then per state block the
+                # recompute and the adjoint scan of the chunk.
                 for t in range(tl):
-                    for c in range(LANES):
-                        dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
-                        yacc[slot, c] = 0
-                    for s in range(n):
-                        bs = Bt[slot, t, s]
-                        cs = Ct[slot, t, s]
-                        for c in range(LANES):
-                            a = fexp2(dl[slot, t, c] * A2[slot, s, c])
-                            xv = a * xs[slot, s, c] + dlu[slot, t, c] * bs
-                            xs[slot, s, c] = xv
-                            X[slot, t + 1, s, c] = xv
-                            E[slot, t, s, c] = a
-                            yacc[slot, c] += xv * cs
                     if has_z:
                         for c in range(LANES):
                             zv = zz[slot, t, c]
-                            sz = fsigmoid(zv)
-                            pre = yacc[slot, c] + Dv[slot, c] * uu[slot, t, c]
-                            dzt[slot, t, c] = go[slot, t, c] * pre * sz * (_ONE + zv * (_ONE - sz))
-                            dyt[slot, t, c] = go[slot, t, c] * zv * sz
+                            sgz = fsigmoid(zv)
+                            sz[slot, t, c] = sgz
+                            dyt[slot, t, c] = go[slot, t, c] * zv * sgz
                     else:
                         for c in range(LANES):
                             dyt[slot, t, c] = go[slot, t, c]
                     for c in range(LANES):
+                        dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
+                        yacc[slot, t, c] = 0
+                        ddl[slot, t, c] = 0
+                        dua[slot, t, c] = 0
                         GD[slot, jb, c] += dyt[slot, t, c] * uu[slot, t, c]
-                        dud[slot, t, c] = dyt[slot, t, c] * Dv[slot, c]
-                # Reverse-time adjoint scan over the chunk. The decay of the step after t is E[t + 1];
-                # after the chunk's last step it is the next chunk's first, carried in AN.
-                for s in range(n):
-                    for c in range(LANES):
-                        E[slot, tl, s, c] = AN[slot, jb, s, c]
-                for t in range(tl - 1, -1, -1):
-                    for c in range(LANES):
-                        ddl[slot, c] = 0
-                        dua[slot, c] = 0
-                    for s in range(n):
-                        bs = Bt[slot, t, s]
-                        cs = Ct[slot, t, s]
+                for s0 in range(0, npad, SB):
+                    for s in range(SB):
                         for c in range(LANES):
-                            hv = H[slot, jb, s, c] * E[slot, t + 1, s, c] + dyt[slot, t, c] * cs
-                            H[slot, jb, s, c] = hv
-                            a = E[slot, t, s, c]
-                            hx = hv * a * X[slot, t, s, c]  # h_t * dA_t * x_{t-1}
-                            GA[slot, jb, s, c] += hx * dl[slot, t, c]
-                            hb = hv * bs
-                            ddl[slot, c] += hb * uu[slot, t, c] + hx * At[slot, s, c]
-                            dua[slot, c] += hb
-                            GB[slot, t, s, c] += hv * dlu[slot, t, c]
-                            GC[slot, t, s, c] += dyt[slot, t, c] * X[slot, t + 1, s, c]
-                    for c in range(LANES):
-                        ddt[slot, t, c] = ddl[slot, c]
-                        dut[slot, t, c] = dua[slot, c] * dl[slot, t, c] + dud[slot, t, c]
-                for s in range(n):
-                    for c in range(LANES):
-                        AN[slot, jb, s, c] = E[slot, 0, s, c]
-                if softplus_on:
+                            xs[slot, s, c] = states[b, ci, s0 + s, i0 + c] if c < nc and s0 + s < n else 0
+                    # The chunk's states, forwards: decays, decay x previous state, the dC terms (and
+                    # the output before the gate, for dz).
+                    x = _vload(xs, (slot, 0, 0))
+                    a2 = _vload(A2, (slot, jb, s0, 0))
                     for t in range(tl):
-                        for c in range(LANES):
-                            ddt[slot, t, c] *= sg[slot, t, c]
+                        a = _vexp2(_vmul(_vrep(dl, (slot, t, 0)), a2))
+                        ax = _vmul(a, x)
+                        x = _vfma(_vrep(dlu, (slot, t, 0)), _vspread(Bt, (slot, t, s0)), ax)
+                        _vstore(E, (slot, t, 0, 0), a)
+                        _vstore(AX, (slot, t, 0, 0), ax)
+                        gc = _vload_if(GC, (slot, t, s0, 0), jb)  # 0 for the item's first block
+                        _vstore(GC, (slot, t, s0, 0), _vfma(_vrep(dyt, (slot, t, 0)), x, gc))
+                        if has_z:
+                            _vfold_add(yacc, (slot, t, 0), _vmul(x, _vspread(Ct, (slot, t, s0))))
+                    # The adjoint h_t = dy_t C_t + exp(delta_{t+1} A) h_{t+1}, backwards; the decay
+                    # of the step after the chunk's last is the next chunk's first, carried in AN.
+                    h = _vload(H, (slot, jb, s0, 0))
+                    ga = _vload(GA, (slot, jb, s0, 0))
+                    at = _vload(At, (slot, jb, s0, 0))
+                    e1 = _vload(AN, (slot, jb, s0, 0))
+                    for tt in range(tl):
+                        t = tl - 1 - tt
+                        h = _vfma(h, e1, _vmul(_vrep(dyt, (slot, t, 0)), _vspread(Ct, (slot, t, s0))))
+                        hx = _vmul(h, _vload(AX, (slot, t, 0, 0)))  # h_t * dA_t * x_{t-1}
+                        ga = _vfma(hx, _vrep(dl, (slot, t, 0)), ga)
+                        _vfold_add(ddl, (slot, t, 0), _vmul(hx, at))
+                        _vfold_add(dua, (slot, t, 0), _vmul(h, _vspread(Bt, (slot, t, s0))))
+                        gb = _vload_if(GB, (slot, t, s0, 0), jb)
+                        _vstore(GB, (slot, t, s0, 0), _vfma(h, _vrep(dlu, (slot, t, 0)), gb))
+                        e1 = _vload(E, (slot, t, 0, 0))
+                    _vstore(H, (slot, jb, s0, 0), h)
+                    _vstore(GA, (slot, jb, s0, 0), ga)
+                    _vstore(AN, (slot, jb, s0, 0), e1)
                 for t in range(tl):
                     for c in range(LANES):
-                        GBIAS[slot, jb, c] += ddt[slot, t, c]
-                _tile_to_rows(ddelta, b, i0, nc, t0, tl, ddt, slot)
-                _tile_to_rows(du_s, b, i0, nc, t0, tl, dut, slot)
+                        hb = dua[slot, t, c]
+                        dd = ddl[slot, t, c] + hb * uu[slot, t, c]
+                        ddl[slot, t, c] = dd * sg[slot, t, c] if softplus_on else dd
+                        dua[slot, t, c] = hb * dl[slot, t, c] + dyt[slot, t, c] * Dv[slot, c]
+                        GBIAS[slot, jb, c] += ddl[slot, t, c]
+                    if has_z:
+                        for c in range(LANES):
+                            zv = zz[slot, t, c]
+                            sgz = sz[slot, t, c]
+                            pre = yacc[slot, t, c] + Dv[slot, c] * uu[slot, t, c]
+                            dzt[slot, t, c] = go[slot, t, c] * pre * sgz * (_ONE + zv * (_ONE - sgz))
+                _tile_to_rows(ddelta, b, i0, nc, t0, tl, ddl, slot)
+                _tile_to_rows(du_s, b, i0, nc, t0, tl, dua, slot)
                 if has_z:
                     _tile_to_rows(dz, b, i0, nc, t0, tl, dzt, slot)
             # Fixed pairwise tree over the W lanes, into this item's own slice of the partials.
             for t in range(tl):
-                for s in range(n):
-                    dBp[b, grp, split, s, t0 + t] = _lane_tree(GB, slot, t, s, red)
-                    dCp[b, grp, split, s, t0 + t] = _lane_tree(GC, slot, t, s, red)
+                _lane_trees(GB, slot, t, n, TR, red, dBp, b, grp, split, t0)
+                _lane_trees(GC, slot, t, n, TR, red, dCp, b, grp, split, t0)
         for jb in range(nbi):
             i0 = sblocks[jb0 + jb, 0]
             for c in range(sblocks[jb0 + jb, 1]):
@@ -942,7 +1156,7 @@ class _NumbaScan(torch.autograd.Function):
         ublocks, _, _, _ = _plan(b, d, du, g)
         out = torch.empty(b, d, length, dtype=cdt)  # per scan channel, in each direction's step order
         last = torch.empty(b, d, n, dtype=cdt)
-        states = torch.empty(b, d, nck, n, dtype=cdt) if save else torch.empty(1, 1, 1, 1, dtype=cdt)
+        states = torch.empty(b, nck, n, d, dtype=cdt) if save else torch.empty(1, 1, 1, 1, dtype=cdt)
         slots = _set_threads()
         span = T * max(1, FWD_SPAN // T)
         opts = np.array([int(delta_softplus), int(z is not None), int(save), T, slots, span], dtype=np.int64)
@@ -994,8 +1208,8 @@ class _NumbaScan(torch.autograd.Function):
         du_s = torch.empty(b, d, length, dtype=cdt)  # per scan channel (== du when d == du)
         ddelta = torch.empty(b, d, length, dtype=cdt)
         dA_p = torch.empty(b, d, n, dtype=cdt)
-        dBp = torch.empty(b, g, splits, n, length, dtype=cdt)
-        dCp = torch.empty(b, g, splits, n, length, dtype=cdt)
+        dBp = torch.empty(b, g, splits, length, n, dtype=cdt)  # (time, state): see _lane_trees
+        dCp = torch.empty(b, g, splits, length, n, dtype=cdt)
         dD_p = torch.empty(b, d, dtype=cdt)
         dbias_p = torch.empty(b, d, dtype=cdt)
         dz = torch.empty(b, d, length, dtype=cdt) if has_z else torch.empty(1, 1, 1, dtype=cdt)
@@ -1013,8 +1227,8 @@ class _NumbaScan(torch.autograd.Function):
         if ctx.walk is not None:  # fused directional scan: merge the per-direction du back onto the map
             h, w, directions = ctx.walk
             du_s = directions.merge_values(du_s.view(b, d // du, du, length), h, w)
-        dB = dBp[:, :, 0] if splits == 1 else ordered_sum(dBp, 2)
-        dC = dCp[:, :, 0] if splits == 1 else ordered_sum(dCp, 2)
+        dB = (dBp[:, :, 0] if splits == 1 else ordered_sum(dBp, 2)).transpose(-1, -2).contiguous()
+        dC = (dCp[:, :, 0] if splits == 1 else ordered_sum(dCp, 2)).transpose(-1, -2).contiguous()
         grads = assemble_scan_grads(
             ctx.dtypes, du_s, ddelta, dA_p, dB, dC, dD_p, dz, dbias_p, has_d, has_z, has_bias
         )

@@ -48,11 +48,6 @@ def column_major(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return t.reshape(*t.shape[:-1], h, w).transpose(-1, -2).reshape(t.shape)
 
 
-def _row_major(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """The inverse of :func:`column_major`."""
-    return t.reshape(*t.shape[:-1], w, h).transpose(-1, -2).reshape(t.shape)
-
-
 def _along(walk: Walk, row: torch.Tensor, col: torch.Tensor | None) -> torch.Tensor:
     """A walk's order of a map given in row-major (``row``) and column-major (``col``) order."""
     seq = col if walk.transpose else row
@@ -162,21 +157,32 @@ class DirectionSet:
         col = column_major(row, h, w) if any(wk.transpose for wk in self.walks) else None
         return torch.stack([_along(wk, row, col) for wk in self.walks], dim=1)  # (b, K, d, l)
 
-    def merge_values(self, ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def merge_values(self, ys: torch.Tensor, h: int, w: int, stored_forward: bool = False) -> torch.Tensor:
         """:meth:`merge` without autograd; directions added one after the other in index order (the
-        fused kernels use the same order)."""
+        fused kernels use the same order).
+
+        ``stored_forward``: the outputs of reversed walks are already in forward step order (the fused
+        CPU kernel stores them so), so only transposes remain. Column-major outputs are added as
+        transposed views, never copied; the sums are the same, element for element.
+        """
         b, _, d, length = ys.shape
         if self.walks is None:
             out = ys.new_zeros(b, d, length)
             for k in range(self.k):
                 out.index_add_(-1, self._perm[k].to(ys.device), ys[:, k])
             return out
-        out = None
+        parts = []
         for k, wk in enumerate(self.walks):
-            y = ys[:, k].flip(-1) if wk.reverse else ys[:, k]
-            y = _row_major(y, h, w) if wk.transpose else y
-            out = y if out is None else out + y
-        return out  # (b, d, l)
+            y = ys[:, k].flip(-1) if wk.reverse and not stored_forward else ys[:, k]  # (b, d, l)
+            # (b, d, h, w) in row-major positions: a view of the column-major sequence, transposed
+            parts.append(y.reshape(b, d, w, h).transpose(-1, -2) if wk.transpose else y.reshape(b, d, h, w))
+        out = ys.new_empty(b, d, h, w)  # a new tensor: never one of the inputs, which may be views of ys
+        if len(parts) == 1:
+            return out.copy_(parts[0]).view(b, d, length)
+        torch.add(parts[0], parts[1], out=out)
+        for y in parts[2:]:
+            out += y
+        return out.view(b, d, length)
 
 
 @functools.lru_cache(maxsize=64)

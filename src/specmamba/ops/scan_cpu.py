@@ -92,7 +92,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-from .directions import DirectionSet, column_major
+from .directions import DirectionSet
 from .scan_grads import assemble_scan_grads, ordered_sum
 
 __all__ = ["LANES", "chunk_len", "directional_scan_cpu", "scan_cpu"]
@@ -660,6 +660,18 @@ def _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot):
 
 
 @njit(inline="always")
+def _reverse_steps(tile, slot, tl):
+    """tile[slot, :tl] in reverse step order, in place: a reversed walk's outputs go back to the map's
+    order here, on an L1/L2-resident tile, instead of in a flip of the whole output afterwards."""
+    for t in range(tl // 2):
+        r = tl - 1 - t
+        for c in range(tile.shape[2]):
+            v = tile[slot, t, c]
+            tile[slot, t, c] = tile[slot, r, c]
+            tile[slot, r, c] = v
+
+
+@njit(inline="always")
 def _load_walk(tile, slot, c, srcs, row, perm, k, mode, ch, t0, tl):
     """tile[slot, t, c] = the value direction k visits at its step t0 + t in channel ch of ``srcs[row]``
     (a map or its transposed copy): along the row forwards or backwards, or through perm[k]."""
@@ -824,7 +836,11 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
                     for c in range(W):
                         zv = zz[slot, t, c]
                         yy[slot, t, c] = yy[slot, t, c] * zv * fsigmoid(zv)
-            _tile_to_rows(out, b, i0, nc, t0, tl, yy, slot)  # each direction's own step order
+            if mode == _REVERSED:  # stored forwards (the merge then needs no flip)
+                _reverse_steps(yy, slot, tl)
+                _tile_to_rows(out, b, i0, nc, L - t0 - tl, tl, yy, slot)
+            else:  # each direction's own step order
+                _tile_to_rows(out, b, i0, nc, t0, tl, yy, slot)
         for c in range(nc):
             for s in range(n):
                 last[b, i0 + c, s] = xs[slot, s, c]
@@ -1052,7 +1068,11 @@ def _bwd_kernel(  # noqa: C901
                             pre = yacc[slot, t, c] + Dv[slot, c] * uu[slot, t, c]
                             dzt[slot, t, c] = go[slot, t, c] * pre * sgz * (_ONE + zv * (_ONE - sgz))
                 _tile_to_rows(ddelta, b, i0, nc, t0, tl, ddl, slot)
-                _tile_to_rows(du_s, b, i0, nc, t0, tl, dua, slot)
+                if mode == _REVERSED:  # stored forwards, as the forward's output
+                    _reverse_steps(dua, slot, tl)
+                    _tile_to_rows(du_s, b, i0, nc, L - t0 - tl, tl, dua, slot)
+                else:
+                    _tile_to_rows(du_s, b, i0, nc, t0, tl, dua, slot)
                 if has_z:
                     _tile_to_rows(dz, b, i0, nc, t0, tl, dzt, slot)
             # Fixed pairwise tree over the W lanes, into this item's own slice of the partials.
@@ -1126,7 +1146,11 @@ def _sources(t: torch.Tensor, walk: tuple[int, int, DirectionSet] | None):
     walks = np.array(modes, dtype=np.int64)
     if not walks[:, 0].any():
         return t, dummy_perm, walks
-    return torch.cat([t, column_major(t, h, w)]), dummy_perm, walks
+    b, du, length = t.shape
+    srcs = t.new_empty(2 * b, du, length)  # written in place: no transposed temporary, no cat
+    srcs[:b].copy_(t)
+    srcs[b:].view(b, du, w, h).copy_(t.view(b, du, h, w).transpose(-1, -2))
+    return srcs, dummy_perm, walks
 
 
 class _NumbaScan(torch.autograd.Function):
@@ -1180,7 +1204,7 @@ class _NumbaScan(torch.autograd.Function):
             )
         if walk is not None:  # the directions' outputs back onto the map, summed in direction order
             h, w, directions = walk
-            out = directions.merge_values(out.view(b, K, du, length), h, w)
+            out = directions.merge_values(out.view(b, K, du, length), h, w, stored_forward=True)
         if save:
             ctx.save_for_backward(srcs, *cv[1:], Dc, zc, bc, pm, states)
             ctx.walks = walks
@@ -1226,7 +1250,7 @@ class _NumbaScan(torch.autograd.Function):
             )
         if ctx.walk is not None:  # fused directional scan: merge the per-direction du back onto the map
             h, w, directions = ctx.walk
-            du_s = directions.merge_values(du_s.view(b, d // du, du, length), h, w)
+            du_s = directions.merge_values(du_s.view(b, d // du, du, length), h, w, stored_forward=True)
         dB = (dBp[:, :, 0] if splits == 1 else ordered_sum(dBp, 2)).transpose(-1, -2).contiguous()
         dC = (dCp[:, :, 0] if splits == 1 else ordered_sum(dCp, 2)).transpose(-1, -2).contiguous()
         grads = assemble_scan_grads(

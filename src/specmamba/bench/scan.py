@@ -19,7 +19,7 @@ On CPU the ``cpu`` rows are preceded by ``cpu_legacy``, the CPU kernels as they 
 
 At the SS2D stages it also times the fused SS2D entry (``ss2d_selective_scan``) against the unfused
 composition (torch cross-scan + scan + torch cross-merge, with mamba-ssm's scan when it is
-installed) and reports the ratio fused / composed.
+installed), in turns, and reports the ratio fused / composed.
 
 Shape letters: b batch, d scan channels, l sequence length, n state size, g groups of B/C, h, w map.
 """
@@ -304,8 +304,9 @@ def bench_scan(
             side = math.isqrt(length)
             for backend in (b for b in fast if b in ("cpu", "triton")):
                 base = "mamba_ssm" if "mamba_ssm" in avail else backend
-                t_fused = time_ms(_ss2d_calls(inp, side, side, backend, True), dev, repeats=repeats, warmup=2)
-                t_comp = time_ms(_ss2d_calls(inp, side, side, base, False), dev, repeats=repeats, warmup=2)
+                fused = _ss2d_calls(inp, side, side, backend, True)
+                composed = _ss2d_calls(inp, side, side, base, False)
+                t_fused, t_comp = time_interleaved([fused, composed], dev, repeats=repeats, warmup=2)
                 ss2d_rows.append(
                     {
                         "stage": stage,

@@ -5,6 +5,7 @@ import torch
 
 from specmamba.errors import ConfigError
 from specmamba.inference import (
+    autocast,
     logits_to_labels,
     logits_to_probs,
     probs_to_labels,
@@ -21,6 +22,16 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_autocast_on_cpu_is_fp32_unless_bf16_is_asked_for():
+    cpu = torch.device("cpu")
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with autocast(cpu, enabled=True):  # ``enabled`` is the CUDA switch
+        assert (a @ b).dtype == torch.float32
+    with autocast(cpu, cpu_bf16=True):
+        assert torch.is_autocast_enabled("cpu") and (a @ b).dtype == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")
 
 
 @pytest.mark.parametrize("classes", [1, 3])

@@ -17,8 +17,9 @@ def test_cpu_rows_json_and_table(tmp_path, capsys):
     out = tmp_path / "bench.json"
     result = bench_model(model="test_vmunet", img_size=32, repeats=1, json_path=out, compare_to=None)
     rows = result["rows"]
-    assert [r["backend"] for r in rows] == ["cpu", "ref", "auto"]
-    assert [r["unit"] for r in rows] == ["s", "s", "img/s"]
+    assert [r["backend"] for r in rows] == ["cpu", "ref", "cpu", "auto", "auto"]
+    assert [r["unit"] for r in rows] == ["s", "s", "s", "img/s", "img/s"]
+    assert [r["precision"] for r in rows] == ["fp32", "fp32", "bf16", "fp32", "bf16"]  # bf16: opt-in autocast
     assert all(r["value"] > 0 and r["section"] == "cpu" for r in rows)
     assert not rows[1]["estimated"]  # tiny: the sequential scan is timed, not estimated
     # Other model and size than the official figure: shown but not compared.
@@ -29,12 +30,13 @@ def test_cpu_rows_json_and_table(tmp_path, capsys):
     assert not list(tmp_path.glob("*.tmp"))
     printed = capsys.readouterr().out
     assert "scan backend cpu" in printed and "scan backend ref" in printed and "training, images/s" in printed
+    assert "scan backend cpu, bf16 autocast" in printed and "bf16 autocast, AdamW step" in printed
     # every figure as GFLOP/s and a share of the GEMM peak measured in the same run
     assert result["meta"]["gemm"]["gflops"] > 0 and "CPU peak (same run): fp32 GEMM 1024^3" in printed
     for r in rows:
         assert r["gflops"] == pytest.approx(r["gflop"] / (r["value"] if r["unit"] == "s" else 2 / r["value"]))
         assert r["peak_share"] == pytest.approx(r["gflops"] / result["meta"]["gemm"]["gflops"])
-    assert rows[2]["gflop"] == pytest.approx(3 * 2 * rows[0]["gflop"], rel=0.05)  # batch 2, fwd+bwd = 3x
+    assert rows[3]["gflop"] == pytest.approx(3 * 2 * rows[0]["gflop"], rel=0.05)  # batch 2, fwd+bwd = 3x
     assert "% of peak" in printed
 
 
@@ -43,11 +45,12 @@ def test_another_model_is_set_against_the_comparison_model_in_the_same_run(capsy
         model="test_spec_vmamba", img_size=32, backends=["cpu"], repeats=1, compare_to="test_vmunet"
     )
     rows = result["rows"]
-    assert [r.get("model") for r in rows] == ["test_spec_vmamba"] * 2 + ["test_vmunet"] * 2 + [None] * 2
-    infer = {r["model"]: r["value"] for r in rows[:4] if r["unit"] == "s"}
-    train = {r["model"]: r["value"] for r in rows[:4] if r["unit"] == "img/s"}
-    assert rows[4]["value"] == pytest.approx(infer["test_spec_vmamba"] / infer["test_vmunet"])
-    assert rows[5]["value"] == pytest.approx(train["test_spec_vmamba"] / train["test_vmunet"])
+    assert [r.get("model") for r in rows] == ["test_spec_vmamba"] * 4 + ["test_vmunet"] * 4 + [None] * 2
+    fp32 = [r for r in rows[:8] if r["precision"] == "fp32"]  # the ratios compare fp32 figures
+    infer = {r["model"]: r["value"] for r in fp32 if r["unit"] == "s"}
+    train = {r["model"]: r["value"] for r in fp32 if r["unit"] == "img/s"}
+    assert rows[8]["value"] == pytest.approx(infer["test_spec_vmamba"] / infer["test_vmunet"])
+    assert rows[9]["value"] == pytest.approx(train["test_spec_vmamba"] / train["test_vmunet"])
     assert result["meta"]["compare_to"] == "test_vmunet"
     assert "test_vmunet: inference" in capsys.readouterr().out
 
@@ -155,6 +158,6 @@ def test_a_deep_supervision_model_trains_through_the_criterion():
     result = bench_model(
         model="test_vmaml_unet", img_size=64, backends=["cpu"], repeats=1, compare_to=None, verbose=False
     )
-    assert [r["unit"] for r in result["rows"]] == ["s", "img/s"] and all(
+    assert [r["unit"] for r in result["rows"]] == ["s", "s", "img/s", "img/s"] and all(
         r["value"] > 0 for r in result["rows"]
     )

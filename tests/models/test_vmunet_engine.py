@@ -71,3 +71,9 @@ def test_train_evaluate_predict(tiny_synth, tmp_path):
     assert out["n_images"] == 3
     first = np.asarray(Image.open(tmp_path / "pred" / f"{images[0].stem}.png"))
     assert first.shape == (37, 45) and set(np.unique(first)) <= {0, 255}
+    # opt-in CPU bf16 autocast: the same masks up to the pixels whose logit is within bf16 rounding of 0
+    ckpt = run / "checkpoint_best.pt"
+    predict(ckpt, folder, tmp_path / "bf16", device="cpu", progress=False, cpu_bf16=True)
+    for path in images:
+        fp32, bf16 = (np.asarray(Image.open(tmp_path / sub / f"{path.stem}.png")) for sub in ("pred", "bf16"))
+        assert bf16.shape == fp32.shape and (bf16 == fp32).mean() > 0.9

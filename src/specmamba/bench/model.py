@@ -7,9 +7,11 @@ section 2 and print each one beside the figure the official VM-UNet code reached
   the fused numba kernel, what ``auto`` picks; ``ref`` = the sequential PyTorch loop, timed only when
   its estimate, extrapolated from one forward at a quarter of the side, is under ``ref_budget_s``),
   and training images/s (forward, BCE + Dice, backward, AdamW step) at a small batch, with the peak
-  extra resident memory of a step. References: the official network with its scan swapped for
-  pure-PyTorch ones on a 2-core CPU (paper configuration, 256x256, batch 1): 15.3 s sequential,
-  11.8 s with mambapy's parallel scan (the official CUDA kernel does not run on CPU at all).
+  extra resident memory of a step; inference (fused scan) and training once more under the opt-in
+  CPU bf16 autocast (:func:`specmamba.inference.autocast`; rows with ``precision`` "bf16").
+  References: the official network with its scan swapped for pure-PyTorch ones on a 2-core CPU
+  (paper configuration, 256x256, batch 1): 15.3 s sequential, 11.8 s with mambapy's parallel scan
+  (the official CUDA kernel does not run on CPU at all).
 * CUDA (``device="cuda"``): training images/s at batch 32 in fp32 and with bf16 autocast, their
   peak allocated memory (``torch.cuda.max_memory_allocated``, everything the process holds:
   weights, optimizer state, activations), inference latency at batch 1 and throughput at batch 32,
@@ -159,9 +161,9 @@ def _train_step(model: torch.nn.Module, x: Tensor, masks: Tensor, amp: bool) -> 
     return step
 
 
-def _infer(model: torch.nn.Module, x: Tensor) -> Callable[[], None]:
+def _infer(model: torch.nn.Module, x: Tensor, amp: bool = False) -> Callable[[], None]:
     def call() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             model(x)
 
     return call
@@ -219,28 +221,53 @@ def _bench_cpu(
                 backend=backend,
                 estimated=estimated,
                 model=model_name,
+                precision="fp32",
+                **_flop_fields(infer_flops, seconds, peak),
+            )
+        )
+    if "cpu" in backends:  # the opt-in CPU bf16 autocast (inference.autocast), fused scan
+        model.set_scan_backend("cpu")
+        seconds = time_ms(_infer(model, x, amp=True), dev, repeats=repeats, warmup=1).median_ms / 1e3
+        rows.append(
+            _row(
+                "cpu",
+                f"inference, s per {img_size}x{img_size} image (batch {batch}), scan backend cpu, "
+                "bf16 autocast",
+                seconds / batch,
+                "s",
+                higher_is_better=False,
+                key="cpu_infer_s",
+                setting=setting,
+                backend="cpu",
+                estimated=False,
+                model=model_name,
+                precision="bf16",
                 **_flop_fields(infer_flops, seconds, peak),
             )
         )
     model.set_scan_backend("auto")
     xt, masks = _inputs(model, train_batch, img_size, dev)
-    step = _train_step(model, xt, masks, amp=False)
-    timing = time_ms(step, dev, repeats=repeats, warmup=1)
-    mem = peak_extra_bytes(step, dev)
     train_flops = model_flops(model, xt, backward=True)  # in train mode: auxiliary heads count
-    rows.append(
-        _row(
-            "cpu",
-            f"training, images/s (batch {train_batch}, fp32, AdamW step)",
-            train_batch / (timing.median_ms / 1e3),
-            "img/s",
-            higher_is_better=True,
-            backend="auto",
-            peak_extra_gib=mem / _GIB if mem is not None else None,
-            model=model_name,
-            **_flop_fields(train_flops, timing.median_ms / 1e3, peak),
+    for amp in (False, True):
+        step = _train_step(model, xt, masks, amp=amp)
+        timing = time_ms(step, dev, repeats=repeats, warmup=1)
+        mem = peak_extra_bytes(step, dev)
+        tag = "bf16 autocast" if amp else "fp32"
+        rows.append(
+            _row(
+                "cpu",
+                f"training, images/s (batch {train_batch}, {tag}, AdamW step)",
+                train_batch / (timing.median_ms / 1e3),
+                "img/s",
+                higher_is_better=True,
+                backend="auto",
+                peak_extra_gib=mem / _GIB if mem is not None else None,
+                model=model_name,
+                precision="bf16" if amp else "fp32",
+                **_flop_fields(train_flops, timing.median_ms / 1e3, peak),
+            )
         )
-    )
+        del step
     return rows
 
 
@@ -257,7 +284,10 @@ def _ratio_rows(rows: list[dict[str, Any]], model: str, other: str) -> list[dict
         return next(
             r["value"]
             for r in rows
-            if r["model"] == name and r["unit"] == unit and r.get("backend") in ("cpu", "auto")
+            if r["model"] == name
+            and r["unit"] == unit
+            and r.get("backend") in ("cpu", "auto")
+            and r.get("precision") == "fp32"
         )
 
     return [

@@ -50,8 +50,12 @@ def predict(
     workers: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    cpu_bf16: bool = False,
 ) -> dict[str, Any]:
     """Segment every image in ``images``; masks go to ``out/<stem>.png``, overlays to ``out/overlays``.
+
+    ``cpu_bf16``: bf16 autocast on CPU too (faster, slightly different masks; see
+    :func:`specmamba.inference.autocast`).
 
     Raises ConfigError / OutputError before any work when ``out`` is (or contains) ``images``, would
     overwrite files without ``overwrite``, or cannot be written; nothing is written unless every
@@ -80,7 +84,7 @@ def predict(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     with torch.no_grad(), staged_folder(out_dir) as stage:
         for batch in tqdm(loader, desc="predict", disable=not progress, dynamic_ncols=True):
-            with autocast(dev, cfg.get("amp", True)):
+            with autocast(dev, cfg.get("amp", True), cpu_bf16):
                 logits = model(batch["image"].to(dev))
             for i, path in enumerate(batch["path"]):
                 height, width = int(batch["orig_size"][0][i]), int(batch["orig_size"][1][i])

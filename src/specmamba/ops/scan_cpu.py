@@ -479,30 +479,27 @@ def _vstore(typingctx, arr, idx, v):
     return types.void(arr, idx, v), codegen
 
 
-@intrinsic
-def _vrep(typingctx, arr, idx):
-    """The LANES values at arr[idx] (one per lane), the same for every state."""
-    if not _is_index(arr, idx):
-        return None
+def _placed_load(name: str, width: int, mask: list[int]):
+    """An intrinsic ``(arr, idx) -> _Vec``: the ``width`` values at arr[idx], value ``mask[i]`` at i."""
 
-    def codegen(context, builder, signature, args):
-        row = builder.load(_vec_ptr(context, builder, signature, args, LANES), align=4)
-        return _lanes(builder, row, [c for _ in range(BWD_STATES) for c in range(LANES)])
+    def typer(typingctx, arr, idx):
+        if not _is_index(arr, idx):
+            return None
 
-    return _Vec(arr.dtype)(arr, idx), codegen
+        def codegen(context, builder, signature, args):
+            row = builder.load(_vec_ptr(context, builder, signature, args, width), align=4)
+            return _lanes(builder, row, mask)
+
+        return _Vec(arr.dtype)(arr, idx), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    return intrinsic(typer)
 
 
-@intrinsic
-def _vspread(typingctx, arr, idx):
-    """The BWD_STATES values at arr[idx] (one per state), the same across the lanes."""
-    if not _is_index(arr, idx):
-        return None
-
-    def codegen(context, builder, signature, args):
-        row = builder.load(_vec_ptr(context, builder, signature, args, BWD_STATES), align=4)
-        return _lanes(builder, row, [s for s in range(BWD_STATES) for _ in range(LANES)])
-
-    return _Vec(arr.dtype)(arr, idx), codegen
+#: The LANES values at arr[idx] (one per lane), the same for every state.
+_vrep = _placed_load("_vrep", LANES, [c for _ in range(BWD_STATES) for c in range(LANES)])
+#: The BWD_STATES values at arr[idx] (one per state), the same across the lanes.
+_vspread = _placed_load("_vspread", BWD_STATES, [s for s in range(BWD_STATES) for _ in range(LANES)])
 
 
 @intrinsic

@@ -8,7 +8,8 @@ section 2 and print each one beside the figure the official VM-UNet code reached
   its estimate, extrapolated from one forward at a quarter of the side, is under ``ref_budget_s``),
   and training images/s (forward, BCE + Dice, backward, AdamW step) at a small batch, with the peak
   extra resident memory of a step; inference (fused scan) and training once more under the opt-in
-  CPU bf16 autocast (:func:`specmamba.inference.autocast`; rows with ``precision`` "bf16").
+  CPU bf16 autocast (:func:`specmamba.inference.autocast`; rows with ``precision`` "bf16"), each
+  timed in turns with its fp32 twin so that the pair's ratio survives the machine's drift.
   References: the official network with its scan swapped for pure-PyTorch ones on a 2-core CPU
   (paper configuration, 256x256, batch 1): 15.3 s sequential, 11.8 s with mambapy's parallel scan
   (the official CUDA kernel does not run on CPU at all).
@@ -49,7 +50,7 @@ from ..models import create_model
 from ..models.interface import valid_input_size
 from ..ops import BACKENDS, available_backends
 from .peak import UPDATE_FLOPS, gemm_peak, model_flops, rate
-from .timing import format_table, peak_extra_bytes, publish, synchronize, time_ms
+from .timing import format_table, peak_extra_bytes, publish, synchronize, time_interleaved, time_ms
 
 __all__ = ["REFERENCE", "bench_model"]
 
@@ -193,6 +194,7 @@ def _bench_cpu(
     setting = (model_name, img_size, batch)
     infer_flops = model_flops(model, x)  # per batch (see peak.py for what is counted)
     rows = []
+    bf16_s = None
     for backend in backends:
         model.set_scan_backend(backend)
         label = f"inference, s per {img_size}x{img_size} image (batch {batch}), scan backend {backend}"
@@ -207,6 +209,9 @@ def _bench_cpu(
                 seconds, estimated = estimate_s, True
             else:
                 seconds = time_ms(_infer(model, x), dev, repeats=1, warmup=0).median_ms / 1e3
+        elif backend == "cpu":  # with the opt-in CPU bf16 autocast (inference.autocast), in turns
+            calls = [_infer(model, x), _infer(model, x, amp=True)]
+            seconds, bf16_s = (t.median_ms / 1e3 for t in time_interleaved(calls, dev, repeats, warmup=1))
         else:
             seconds = time_ms(_infer(model, x), dev, repeats=repeats, warmup=1).median_ms / 1e3
         rows.append(
@@ -225,15 +230,13 @@ def _bench_cpu(
                 **_flop_fields(infer_flops, seconds, peak),
             )
         )
-    if "cpu" in backends:  # the opt-in CPU bf16 autocast (inference.autocast), fused scan
-        model.set_scan_backend("cpu")
-        seconds = time_ms(_infer(model, x, amp=True), dev, repeats=repeats, warmup=1).median_ms / 1e3
+    if bf16_s is not None:
         rows.append(
             _row(
                 "cpu",
                 f"inference, s per {img_size}x{img_size} image (batch {batch}), scan backend cpu, "
                 "bf16 autocast",
-                seconds / batch,
+                bf16_s / batch,
                 "s",
                 higher_is_better=False,
                 key="cpu_infer_s",
@@ -242,15 +245,15 @@ def _bench_cpu(
                 estimated=False,
                 model=model_name,
                 precision="bf16",
-                **_flop_fields(infer_flops, seconds, peak),
+                **_flop_fields(infer_flops, bf16_s, peak),
             )
         )
     model.set_scan_backend("auto")
     xt, masks = _inputs(model, train_batch, img_size, dev)
     train_flops = model_flops(model, xt, backward=True)  # in train mode: auxiliary heads count
-    for amp in (False, True):
-        step = _train_step(model, xt, masks, amp=amp)
-        timing = time_ms(step, dev, repeats=repeats, warmup=1)
+    steps = [_train_step(model, xt, masks, amp=amp) for amp in (False, True)]  # fp32, bf16: in turns
+    timings = time_interleaved(steps, dev, repeats, warmup=1)
+    for amp, step, timing in zip((False, True), steps, timings):
         mem = peak_extra_bytes(step, dev)
         tag = "bf16 autocast" if amp else "fp32"
         rows.append(
@@ -267,7 +270,6 @@ def _bench_cpu(
                 **_flop_fields(train_flops, timing.median_ms / 1e3, peak),
             )
         )
-        del step
     return rows
 
 

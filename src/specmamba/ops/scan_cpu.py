@@ -684,6 +684,30 @@ def _load_walk(tile, slot, c, srcs, row, perm, k, mode, ch, t0, tl):
 
 
 @njit(inline="always")
+def _walk_to_tile(tile, slot, srcs, row, perm, k, mode, c0, nc, t0, tl):
+    """tile[slot, t, c] = the value direction k visits at its step t0 + t in channel c0 + c of
+    ``srcs[row]``, c < nc: register transposes along the row (forwards or backwards), element copies
+    through perm[k] for a permutation set."""
+    if mode == _GATHER:
+        for c in range(nc):
+            _load_walk(tile, slot, c, srcs, row, perm, k, mode, c0 + c, t0, tl)
+    else:
+        rev = 1 if mode == _REVERSED else 0  # an int, not a bool: see _tr16
+        _rows_to_tile(tile, slot, srcs, row, c0, nc, t0, tl, rev)
+
+
+@njit(inline="always")
+def _tile_to_map(dst, i, j0, nrows, t0, tl, tile, slot, mode):
+    """:func:`_tile_to_rows` of a direction's steps t0 ... t0 + tl, those of a reversed walk stored in
+    forward order (the tile reversed in place first), so that merging the directions needs no flip."""
+    if mode == _REVERSED:
+        _reverse_steps(tile, slot, tl)
+        _tile_to_rows(dst, i, j0, nrows, dst.shape[2] - t0 - tl, tl, tile, slot)
+    else:
+        _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot)
+
+
+@njit(inline="always")
 def _prefetch_walk(srcs, row, perm, k, mode, ch, start, stop):
     """Ask for the cache lines that :func:`_load_walk` reads at steps start..stop."""
     if mode == _GATHER:
@@ -793,11 +817,7 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
                     zz[slot, t, c] = 0
         for t0 in range(0, L, span):  # tiles of ``span`` steps: long contiguous reads of every row
             tl = min(span, L - t0)
-            if mode == _GATHER:
-                for c in range(nc):
-                    _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
-            else:
-                _rows_to_tile(uu, slot, srcs, srow, c0, nc, t0, tl, mode == _REVERSED)
+            _walk_to_tile(uu, slot, srcs, srow, perm, k, mode, c0, nc, t0, tl)
             _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, False)
             if has_z:
                 _rows_to_tile(zz, slot, z, b, i0, nc, t0, tl, False)
@@ -834,11 +854,7 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
                     for c in range(W):
                         zv = zz[slot, t, c]
                         yy[slot, t, c] = yy[slot, t, c] * zv * fsigmoid(zv)
-            if mode == _REVERSED:  # stored forwards (the merge then needs no flip)
-                _reverse_steps(yy, slot, tl)
-                _tile_to_rows(out, b, i0, nc, L - t0 - tl, tl, yy, slot)
-            else:  # each direction's own step order
-                _tile_to_rows(out, b, i0, nc, t0, tl, yy, slot)
+            _tile_to_map(out, b, i0, nc, t0, tl, yy, slot, mode)
         for c in range(nc):
             for s in range(n):
                 last[b, i0 + c, s] = xs[slot, s, c]
@@ -968,14 +984,8 @@ def _bwd_kernel(  # noqa: C901
                             dl[slot, t, c] = 0
                             go[slot, t, c] = 0
                             zz[slot, t, c] = 0
-                if mode == _GATHER:
-                    for c in range(nc):
-                        _load_walk(uu, slot, c, srcs, srow, perm, k, mode, c0 + c, t0, tl)
-                        _load_walk(go, slot, c, dsrcs, srow, perm, k, mode, c0 + c, t0, tl)
-                else:
-                    rv = 1 if mode == _REVERSED else 0
-                    _rows_to_tile(uu, slot, srcs, srow, c0, nc, t0, tl, rv)
-                    _rows_to_tile(go, slot, dsrcs, srow, c0, nc, t0, tl, rv)
+                _walk_to_tile(uu, slot, srcs, srow, perm, k, mode, c0, nc, t0, tl)
+                _walk_to_tile(go, slot, dsrcs, srow, perm, k, mode, c0, nc, t0, tl)
                 _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, 0)
                 if has_z:
                     _rows_to_tile(zz, slot, z, b, i0, nc, t0, tl, 0)
@@ -1066,11 +1076,7 @@ def _bwd_kernel(  # noqa: C901
                             pre = yacc[slot, t, c] + Dv[slot, c] * uu[slot, t, c]
                             dzt[slot, t, c] = go[slot, t, c] * pre * sgz * (_ONE + zv * (_ONE - sgz))
                 _tile_to_rows(ddelta, b, i0, nc, t0, tl, ddl, slot)
-                if mode == _REVERSED:  # stored forwards, as the forward's output
-                    _reverse_steps(dua, slot, tl)
-                    _tile_to_rows(du_s, b, i0, nc, L - t0 - tl, tl, dua, slot)
-                else:
-                    _tile_to_rows(du_s, b, i0, nc, t0, tl, dua, slot)
+                _tile_to_map(du_s, b, i0, nc, t0, tl, dua, slot, mode)  # per direction, as the output
                 if has_z:
                     _tile_to_rows(dz, b, i0, nc, t0, tl, dzt, slot)
             # Fixed pairwise tree over the W lanes, into this item's own slice of the partials.

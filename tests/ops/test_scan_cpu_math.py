@@ -89,7 +89,21 @@ def _transpose_rows(src, dst, rev):
 
 @numba.njit
 def _transpose_back(tile, dst):
-    scan_cpu._tile_to_rows(dst, 1, 3, 21, 5, 37, tile, 0)
+    scan_cpu._tile_to_rows(dst, 1, 3, 21, 5, 37, tile, 0, 0)
+
+
+@numba.njit
+def _store_tile(tile, dst, stream):
+    scan_cpu._tile_to_rows(dst, 0, 0, 32, 16, 32, tile, 0, stream)
+    scan_cpu._sfence()
+
+
+def _aligned(shape, dtype):
+    # A C-contiguous array whose first element is 64-byte aligned (numpy promises less).
+    count = int(np.prod(shape))
+    raw = np.zeros(count + 64, dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip : skip + count].reshape(shape)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -108,6 +122,18 @@ def test_tile_transposes_equal_element_copies(dtype, rev):
     np.testing.assert_array_equal(back[1, 3:24, 5:42], tile[0, :37, :21].T)
     back[1, 3:24, 5:42] = 0
     assert not back.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_tile_stores_equal_cached_ones(dtype):
+    # Rows of 64 values from a 64-byte boundary, steps 16..48: every 16-value store is line-aligned, as
+    # the backward guarantees before it streams its outputs (float64 falls back to element copies).
+    tile = np.random.default_rng(1).standard_normal((1, 32, 32)).astype(dtype)
+    cached, streamed = _aligned((1, 32, 64), dtype), _aligned((1, 32, 64), dtype)
+    _store_tile(tile, cached, 0)
+    _store_tile(tile, streamed, 1)
+    np.testing.assert_array_equal(streamed, cached)
+    np.testing.assert_array_equal(cached[0, :, 16:48], tile[0].T)
 
 
 # The backward's register values (scan_cpu._Vec: BWD_STATES x LANES values, value s * LANES + c).
@@ -135,13 +161,14 @@ def test_vector_exp2_is_the_scalar_one(dtype):
 @numba.njit
 def _vec_moves(rows, states, acc, first, out):
     # out[0] = rows[0] repeated per state; out[1] = states[0, :4] spread over lanes; out[2] = the load of
-    # out[1] kept (first = 0) or dropped (first != 0); acc[0] += the state-wise fold of out[1] * out[0].
+    # out[1] dropped (first = 0) or kept (first != 0); acc[0] = (acc[0] kept or dropped the same way) + the
+    # state-wise fold of out[1] * out[0].
     rep = scan_cpu._vrep(rows, (0, 0))
     spread = scan_cpu._vspread(states, (0, 0))
     scan_cpu._vstore(out, (0, 0), rep)
     scan_cpu._vstore(out, (1, 0), spread)
     scan_cpu._vstore(out, (2, 0), scan_cpu._vload_if(out, (1, 0), first))
-    scan_cpu._vfold_add(acc, (0, 0), scan_cpu._vmul(spread, rep))
+    scan_cpu._vfold_add_if(acc, (0, 0), scan_cpu._vmul(spread, rep), first)
 
 
 def test_vector_moves_and_the_state_fold():
@@ -158,16 +185,15 @@ def test_vector_moves_and_the_state_fold():
         np.testing.assert_array_equal(per_state, np.repeat(states[0, :4, None], scan_cpu.LANES, axis=1))
         np.testing.assert_array_equal(out[2], 0 if first == 0 else out[1])
         prod = per_state * rows[0]  # float32, as the kernel rounds each product
-        want = acc[0] + ((prod[0] + prod[1]) + (prod[2] + prod[3]))
+        want = (acc[0] if first else np.float32(0)) + ((prod[0] + prod[1]) + (prod[2] + prod[3]))
         np.testing.assert_array_equal(got[0], want)
 
 
 @numba.njit
 def _trees(G, n, out):
-    TR = np.empty((1, scan_cpu.LANES, 16), G.dtype)
     red = np.empty((1, 2 * scan_cpu.LANES), G.dtype)
     for t in range(G.shape[1]):
-        scan_cpu._lane_trees(G, 0, t, n, TR, red, out, 0, 0, 0, 0)
+        scan_cpu._lane_trees(G, 0, t, n, red, out, 0, 0, 0, 0)
 
 
 @numba.njit
@@ -179,8 +205,8 @@ def _scalar_trees(G, n, out):
 
 
 @pytest.mark.parametrize("states", [16, 12])
-def test_transposed_lane_trees_are_bitwise_the_scalar_tree(states):
-    # 16 states take the register-transpose path, 12 (padded to 12 by the kernel) the scalar one.
+def test_register_lane_trees_are_bitwise_the_scalar_tree(states):
+    # 16 states take the in-register path, 12 (padded to 12 by the kernel) the scalar one.
     G = np.random.default_rng(2).standard_normal((1, 5, states, scan_cpu.LANES)).astype(np.float32) * 1e3
     got = np.zeros((1, 1, 1, 5, states), np.float32)
     want = np.zeros_like(got)

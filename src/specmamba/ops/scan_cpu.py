@@ -37,9 +37,12 @@ How it is fast (issue 17; figures in ``specmamba bench scan``, which times the k
   chunk and block of 4 states the backward recomputes the chunk's states from the saved chunk-start
   state, keeping the decays E_t and E_t * x_{t-1} in a (T, 4, W) scratch (8 KB, in L1; the exp is
   evaluated once), then runs the adjoint recurrence h_t = dy_t C_t + E_{t+1} h_{t+1} backwards with h
-  and dA's sum in registers, and adds the block's share of the state sums. Tiles come in and go out
-  through the forward's register transposes; dB/dC partials are written (time, state), one contiguous
-  store per step.
+  and dA's sum in registers, and adds the block's share of the state sums (the first state block
+  stores them: no zeroing passes). Tiles come in and go out through the forward's register transposes;
+  the next chunk's rows and saved states are prefetched; ddelta / du / dz rows are written with
+  non-temporal stores where aligned (the kernel never reads them back, and fetching every line before
+  writing it cost 6-7% of the backward); dB/dC partials are written (time, state), one contiguous
+  store per step, their 16 lane sums per step taken in registers (``_lane_sums16_f32``).
 * Determinism: dB/dC sum over the channels of a group. Each work item (batch, group, split) handles
   a fixed, contiguous set of channel blocks; its contributions are summed lane-wise over its blocks,
   then over the W lanes by a fixed pairwise tree, into its own (l, n) slice of a partial buffer; the
@@ -83,6 +86,7 @@ from __future__ import annotations
 
 import functools
 import math
+import platform
 
 import numba
 import numpy as np
@@ -105,6 +109,7 @@ BWD_STATES = 4  # states per block of the backward: one block's chunk scratch st
 # or for column-major walks its transposed copy) forwards or backwards, or through perm[k].
 _FORWARD, _REVERSED, _GATHER = 0, 1, 2
 _MIN_ITEMS = 8  # backward work items per call at least (shape-only: determinism across thread counts)
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
 def chunk_len(n: int) -> int:
@@ -155,21 +160,18 @@ def _f32_to_bits(typingctx, x):
 
 
 @intrinsic
-def _prefetch(typingctx, arr, i, j, k):
-    """Ask the CPU to start loading the cache line of arr[i, j, k] (a 3-D array) for reading.
+def _prefetch(typingctx, arr, idx):
+    """Ask the CPU to start loading the cache line of arr[idx] (a full index tuple) for reading.
 
     The backward walks time in reverse over dozens of rows at once, more streams than the hardware
     prefetcher follows; without this hint it stalls on memory latency for about a third of its time.
     """
-    if not (isinstance(arr, types.Array) and arr.ndim == 3):
+    if not _is_index(arr, idx):
         return None
-    sig = types.void(arr, i, j, k)
+    sig = types.void(arr, idx)
 
     def codegen(context, builder, signature, args):
-        aty = signature.args[0]
-        ary = context.make_array(aty)(context, builder, args[0])
-        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:])]
-        ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
+        ptr = _vec_ptr(context, builder, signature, args, 1)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
@@ -184,13 +186,35 @@ def _prefetch(typingctx, arr, i, j, k):
 
 
 @intrinsic
-def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep):
+def _sfence(typingctx):
+    """Order this thread's earlier non-temporal stores before its later stores (x86 ``sfence``): a work
+    item's streamed outputs are then visible to whoever reads them after the parallel loop. A no-op
+    elsewhere (other targets' non-temporal stores need no fence here)."""
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
+            )
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep, stream):
     """dst rows didx[-2] + r * dstep, columns didx[-1] ... + 16 <- the transpose of the 16 x 16 float32
     block of src at rows sidx[-2] ... + 16, columns sidx[-1] ... + 16 (both arrays contiguous along their
     last axis), in registers: 16 vector loads, four rounds of two-source shuffles, 16 vector stores.
 
     The scan kernels hold (time, channel) tiles while their inputs and outputs are (channel, time) rows;
     element-wise, these transposes cost the forward as much as its state updates.
+
+    ``stream`` != 0: non-temporal stores, for output rows the kernel never reads back; the caller
+    guarantees that every destination row is 64-byte aligned, and ends its writes with :func:`_sfence`.
+    The backward's 16-row stores into (channel, time) rows 4 * l bytes apart otherwise fetch every line
+    first (a 16 KB stride at l = 4096 also puts all 16 in one L1 set): 6-7% of its time.
     """
     ok = (
         isinstance(src, types.Array)
@@ -206,7 +230,7 @@ def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep):
     )
     if not ok:
         return None
-    sig = types.void(src, sidx, dst, didx, dstep)
+    sig = types.void(src, sidx, dst, didx, dstep, stream)
 
     def codegen(context, builder, signature, args):
         f32x16 = ir.VectorType(ir.FloatType(), 16)
@@ -242,10 +266,84 @@ def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep):
                     new[r + b] = builder.shuffle_vector(rows[r], rows[r + b], hi)
             rows = new
         step = context.cast(builder, args[4], signature.args[4], types.intp)
-        for r in range(16):
-            builder.store(
-                rows[r], row_ptr(signature.args[2], args[2], signature.args[3], args[3], r, step), align=4
-            )
+        ptrs = [row_ptr(signature.args[2], args[2], signature.args[3], args[3], r, step) for r in range(16)]
+        streaming = builder.icmp_signed("!=", args[5], ir.Constant(args[5].type, 0))
+        with builder.if_else(streaming) as (nontemporal, cached):
+            with nontemporal:
+                hint = builder.module.add_metadata([ir.Constant(i32, 1)])
+                for r in range(16):
+                    builder.store(rows[r], ptrs[r], align=64).set_metadata("nontemporal", hint)
+            with cached:
+                for r in range(16):
+                    builder.store(rows[r], ptrs[r], align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _vec_row_ptr(context, builder, types_, vals, row):
+    """Pointer to the 16 float32 values at arr[idx] with ``row`` added to the second-last index (or the
+    only one), as a <16 x float> pointer; (arr, idx) given as their numba types and LLVM values."""
+    aty, ity = types_
+    ary = context.make_array(aty)(context, builder, vals[0])
+    idx = [
+        context.cast(builder, builder.extract_value(vals[1], a), ity.types[a], types.intp)
+        for a in range(aty.ndim)
+    ]
+    if row:
+        ax = max(aty.ndim - 2, 0)
+        idx[ax] = builder.add(idx[ax], ir.Constant(idx[ax].type, row))
+    ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
+    return builder.bitcast(ptr, ir.VectorType(ir.FloatType(), 16).as_pointer())
+
+
+def _vec_load_row(context, builder, types_, vals, row):
+    return builder.load(_vec_row_ptr(context, builder, types_, vals, row), align=4)
+
+
+@intrinsic
+def _lane_sums16_f32(typingctx, src, sidx, dst, didx):
+    """dst[didx ... + 16] <- for each of the 16 rows of the 16 x 16 float32 block at src[sidx] (rows along
+    src's second-last axis, each contiguous along the last), the sum of its 16 values by the pairwise
+    tree of :func:`_lane_tree` (halves of width 8, 4, 2, 1 added lane-wise), in registers.
+
+    A transposing reduction: each round adds the two halves of every row and packs two rows' halves into
+    one vector, so 16 rows take 8 + 4 + 2 + 1 vector additions and twice as many shuffles, against a full
+    transpose (64 shuffles, 32 memory round trips) followed by the same additions.
+    """
+    ok = (
+        _is_index(src, sidx)
+        and _is_index(dst, didx)
+        and src.dtype == types.float32
+        and dst.dtype == types.float32
+        and src.ndim >= 2
+    )
+    if not ok:
+        return None
+    sig = types.void(src, sidx, dst, didx)
+
+    def codegen(context, builder, signature, args):
+        i32x16 = ir.VectorType(ir.IntType(32), 16)
+        vecs = [_vec_load_row(context, builder, signature.args[:2], args[:2], r) for r in range(16)]
+        # vecs[j] holds runs of 2 * half lanes, each the partial sums of one row; a round adds the two
+        # halves of every run of vecs[j] and of vecs[j + m] and interleaves the results run by run.
+        half = 8
+        while half >= 1:
+            m = len(vecs) // 2
+            lo = []
+            for q in range(16):
+                run = q // half  # output run: even from vecs[j], odd from vecs[j + m], in turn
+                lo.append((run % 2) * 16 + (run // 2) * 2 * half + q % half)
+            hi = [lane + half for lane in lo]
+            vecs = [
+                builder.fadd(
+                    builder.shuffle_vector(vecs[j], vecs[j + m], ir.Constant(i32x16, lo)),
+                    builder.shuffle_vector(vecs[j], vecs[j + m], ir.Constant(i32x16, hi)),
+                )
+                for j in range(m)
+            ]
+            half //= 2
+        builder.store(vecs[0], _vec_row_ptr(context, builder, signature.args[2:], args[2:], 0), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -505,19 +603,24 @@ _vspread = _placed_load("_vspread", BWD_STATES, [s for s in range(BWD_STATES) fo
 
 
 @intrinsic
-def _vfold_add(typingctx, arr, idx, v):
-    """arr[idx ... + LANES] += the sum of v over its states, as (v_0 + v_1) + (v_2 + v_3) per lane."""
-    if not (_is_index(arr, idx) and isinstance(v, _Vec) and v.dtype == arr.dtype and BWD_STATES == 4):
+def _vfold_add_if(typingctx, arr, idx, v, keep):
+    """arr[idx ... + LANES] = (its values where ``keep`` != 0, else +0) + the sum of v over its states,
+    (v_0 + v_1) + (v_2 + v_3) per lane: the first state block starts the sums over the states without a
+    zeroing pass (memory need not be initialised)."""
+    ok = _is_index(arr, idx) and isinstance(v, _Vec) and v.dtype == arr.dtype and BWD_STATES == 4
+    if not (ok and isinstance(keep, types.Integer)):
         return None
 
     def codegen(context, builder, signature, args):
         ptr = _vec_ptr(context, builder, signature, args, LANES)
         part = [_lanes(builder, args[2], list(range(s * LANES, (s + 1) * LANES))) for s in range(BWD_STATES)]
         total = builder.fadd(builder.fadd(part[0], part[1]), builder.fadd(part[2], part[3]))
-        builder.store(builder.fadd(builder.load(ptr, align=4), total), ptr, align=4)
+        on = builder.icmp_signed("!=", args[3], ir.Constant(args[3].type, 0))
+        old = builder.select(on, builder.load(ptr, align=4), ir.Constant(total.type, None))
+        builder.store(builder.fadd(old, total), ptr, align=4)
         return context.get_dummy_value()
 
-    return types.void(arr, idx, v), codegen
+    return types.void(arr, idx, v, keep), codegen
 
 
 def _vec_intrinsic_fn(builder, name, vty, nargs):
@@ -600,7 +703,7 @@ def _vexp2(typingctx, y):
 # --------------------------------------------------------------------------------------------------
 
 
-def _tr16(src, sidx, dst, didx, dstep):
+def _tr16(src, sidx, dst, didx, dstep, stream):
     """Transpose one 16 x 16 block in registers (see :func:`_transpose16_f32`): 1, or 0 where it cannot
     (float64) and the caller copies element by element.
 
@@ -612,15 +715,33 @@ def _tr16(src, sidx, dst, didx, dstep):
 
 
 @overload(_tr16)
-def _tr16_impl(src, sidx, dst, didx, dstep):
+def _tr16_impl(src, sidx, dst, didx, dstep, stream):
     if src.dtype == types.float32 and dst.dtype == types.float32:
 
-        def impl32(src, sidx, dst, didx, dstep):
-            _transpose16_f32(src, sidx, dst, didx, dstep)
+        def impl32(src, sidx, dst, didx, dstep, stream):
+            _transpose16_f32(src, sidx, dst, didx, dstep, stream)
             return 1
 
         return impl32
-    return lambda src, sidx, dst, didx, dstep: 0
+    return lambda src, sidx, dst, didx, dstep, stream: 0
+
+
+def _sums16(src, sidx, dst, didx):
+    """The 16 row sums of :func:`_lane_sums16_f32`: 1, or 0 where it cannot (float64) and the caller
+    sums element by element (an int, not a bool: see :func:`_tr16`)."""
+    return 0
+
+
+@overload(_sums16)
+def _sums16_impl(src, sidx, dst, didx):
+    if src.dtype == types.float32 and dst.dtype == types.float32:
+
+        def impl32(src, sidx, dst, didx):
+            _lane_sums16_f32(src, sidx, dst, didx)
+            return 1
+
+        return impl32
+    return lambda src, sidx, dst, didx: 0
 
 
 @njit(inline="always")
@@ -633,9 +754,9 @@ def _rows_to_tile(tile, slot, src, i, j0, nrows, t0, tl, rev):
             done = 0
             if rb + 16 <= nrows and tb + 16 <= tl:
                 if rev:
-                    done = _tr16(src, (i, j0 + rb, last - (t0 + tb + 15)), tile, (slot, tb + 15, rb), -1)
+                    done = _tr16(src, (i, j0 + rb, last - (t0 + tb + 15)), tile, (slot, tb + 15, rb), -1, 0)
                 else:
-                    done = _tr16(src, (i, j0 + rb, t0 + tb), tile, (slot, tb, rb), 1)
+                    done = _tr16(src, (i, j0 + rb, t0 + tb), tile, (slot, tb, rb), 1, 0)
             if not done:
                 for r in range(rb, min(rb + 16, nrows)):
                     for t in range(tb, min(tb + 16, tl)):
@@ -643,14 +764,14 @@ def _rows_to_tile(tile, slot, src, i, j0, nrows, t0, tl, rev):
 
 
 @njit(inline="always")
-def _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot):
+def _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot, stream):
     """dst[i, j0 + r, t0 + t] = tile[slot, t, r] for r < nrows, t < tl: a (time, lane) tile back into
-    (channel, time) rows."""
+    (channel, time) rows; with non-temporal stores where ``stream`` (see :func:`_transpose16_f32`)."""
     for rb in range(0, nrows, 16):
         for tb in range(0, tl, 16):
             done = 0
             if rb + 16 <= nrows and tb + 16 <= tl:
-                done = _tr16(tile, (slot, tb, rb), dst, (i, j0 + rb, t0 + tb), 1)
+                done = _tr16(tile, (slot, tb, rb), dst, (i, j0 + rb, t0 + tb), 1, stream)
             if not done:
                 for r in range(rb, min(rb + 16, nrows)):
                     for t in range(tb, min(tb + 16, tl)):
@@ -697,14 +818,14 @@ def _walk_to_tile(tile, slot, srcs, row, perm, k, mode, c0, nc, t0, tl):
 
 
 @njit(inline="always")
-def _tile_to_map(dst, i, j0, nrows, t0, tl, tile, slot, mode):
+def _tile_to_map(dst, i, j0, nrows, t0, tl, tile, slot, mode, stream):
     """:func:`_tile_to_rows` of a direction's steps t0 ... t0 + tl, those of a reversed walk stored in
     forward order (the tile reversed in place first), so that merging the directions needs no flip."""
     if mode == _REVERSED:
         _reverse_steps(tile, slot, tl)
-        _tile_to_rows(dst, i, j0, nrows, dst.shape[2] - t0 - tl, tl, tile, slot)
+        _tile_to_rows(dst, i, j0, nrows, dst.shape[2] - t0 - tl, tl, tile, slot, stream)
     else:
-        _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot)
+        _tile_to_rows(dst, i, j0, nrows, t0, tl, tile, slot, stream)
 
 
 @njit(inline="always")
@@ -712,11 +833,11 @@ def _prefetch_walk(srcs, row, perm, k, mode, ch, start, stop):
     """Ask for the cache lines that :func:`_load_walk` reads at steps start..stop."""
     if mode == _GATHER:
         for t in range(start, stop):
-            _prefetch(srcs, row, ch, perm[k, t])
+            _prefetch(srcs, (row, ch, perm[k, t]))
     else:
         last = srcs.shape[2] - 1
         for t in range(start, stop, 16):
-            _prefetch(srcs, row, ch, last - t if mode == _REVERSED else t)
+            _prefetch(srcs, (row, ch, last - t if mode == _REVERSED else t))
 
 
 @njit(inline="always")
@@ -735,29 +856,14 @@ def _lane_tree(G, slot, t, s, red):
 
 
 @njit(inline="always")
-def _lane_trees(G, slot, t, n, TR, red, out, b, grp, split, t0):
+def _lane_trees(G, slot, t, n, red, out, b, grp, split, t0):
     """out[b, grp, split, t0 + t, s] = :func:`_lane_tree` of G[slot, t, s, :] for s < n. With 16 states
-    (float32), the same sums for all 16 at once: the (state, lane) tile transposed in registers, then
-    the tree's additions done row-wise, so each state's sum is bitwise the scalar tree's; ``out`` is
-    (time, state), so the 16 sums of a step are one contiguous store."""
+    (float32), the same sums for all 16 at once in registers (:func:`_lane_sums16_f32`, bitwise the
+    scalar tree); ``out`` is (time, state), so the 16 sums of a step are one contiguous store."""
     done = 0
-    if G.shape[2] == 16:
-        done = _tr16(G, (slot, t, 0, 0), TR, (slot, 0, 0), 1)  # TR[slot, c, s] = G[slot, t, s, c]
-    if done:
-        half = LANES // 2
-        for c in range(half):
-            for s in range(16):
-                TR[slot, c, s] += TR[slot, c + half, s]
-        w = half // 2
-        while w >= 4:
-            for c in range(w):
-                for s in range(16):
-                    TR[slot, c, s] += TR[slot, c + w, s]
-            w //= 2
-        for s in range(n):
-            pair02 = TR[slot, 0, s] + TR[slot, 2, s]
-            out[b, grp, split, t0 + t, s] = pair02 + (TR[slot, 1, s] + TR[slot, 3, s])
-    else:
+    if n == 16:
+        done = _sums16(G, (slot, t, 0, 0), out, (b, grp, split, t0 + t, 0))
+    if not done:
         for s in range(n):
             out[b, grp, split, t0 + t, s] = _lane_tree(G, slot, t, s, red)
 
@@ -854,7 +960,7 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
                     for c in range(W):
                         zv = zz[slot, t, c]
                         yy[slot, t, c] = yy[slot, t, c] * zv * fsigmoid(zv)
-            _tile_to_map(out, b, i0, nc, t0, tl, yy, slot, mode)
+            _tile_to_map(out, b, i0, nc, t0, tl, yy, slot, mode, 0)
         for c in range(nc):
             for s in range(n):
                 last[b, i0 + c, s] = xs[slot, s, c]
@@ -890,10 +996,12 @@ def _bwd_kernel(  # noqa: C901
     softplus_on = opts[0] != 0
     has_z = opts[1] != 0
     chunk = opts[3]
+    stream = opts[5]  # the output rows are 64-byte aligned: non-temporal stores (see _transpose16_f32)
     bsz, d, L = delta.shape
     du = srcs.shape[1]
     n = A.shape[1]
     nit = bitems.shape[0]
+    ngrp = B.shape[0] // bsz
     nck = (L + chunk - 1) // chunk
     mb = 1  # most blocks in one item
     for it in range(nit):
@@ -933,7 +1041,6 @@ def _bwd_kernel(  # noqa: C901
     Bt = np.empty((nth, chunk + 1, npad), dtype=dt)
     Ct = np.empty((nth, chunk + 1, npad), dtype=dt)
     red = np.empty((nth, 2 * LANES), dtype=dt)
-    TR = np.empty((nth, LANES, 16), dtype=dt)  # a transposed (16 states, LANES) tile of GB / GC
     for item in prange(bsz * nit):
         slot = numba.get_thread_id()  # this thread's scratch
         b = item // nit
@@ -959,13 +1066,15 @@ def _bwd_kernel(  # noqa: C901
                         A2[slot, jb, s, c] = A[i0 + c, s] * _LOG2E_F64
                 GD[slot, jb, c] = 0
                 GBIAS[slot, jb, c] = 0
+        for t in range(chunk + 1):  # padding states read as zero
+            for s in range(n, npad):
+                Bt[slot, t, s] = 0
+                Ct[slot, t, s] = 0
         for ci in range(nck - 1, -1, -1):
             t0 = ci * chunk
             tl = min(chunk, L - t0)
-            for s in range(npad):
-                for t in range(tl):
-                    Bt[slot, t, s] = B[b, grp, s, t0 + t] if s < n else 0
-                    Ct[slot, t, s] = C[b, grp, s, t0 + t] if s < n else 0
+            _rows_to_tile(Bt, slot, B, b * ngrp + grp, 0, n, t0, tl, 0)
+            _rows_to_tile(Ct, slot, C, b * ngrp + grp, 0, n, t0, tl, 0)
             for jb in range(nbi):
                 i0 = sblocks[jb0 + jb, 0]
                 nc = sblocks[jb0 + jb, 1]
@@ -983,48 +1092,46 @@ def _bwd_kernel(  # noqa: C901
                             uu[slot, t, c] = 0
                             dl[slot, t, c] = 0
                             go[slot, t, c] = 0
+                            dyt[slot, t, c] = 0
                             zz[slot, t, c] = 0
                 _walk_to_tile(uu, slot, srcs, srow, perm, k, mode, c0, nc, t0, tl)
-                _walk_to_tile(go, slot, dsrcs, srow, perm, k, mode, c0, nc, t0, tl)
-                _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, 0)
+                # dy = dout * gate (it does not depend on the states); without a gate, dout straight in.
                 if has_z:
+                    _walk_to_tile(go, slot, dsrcs, srow, perm, k, mode, c0, nc, t0, tl)
                     _rows_to_tile(zz, slot, z, b, i0, nc, t0, tl, 0)
+                    for t in range(tl):
+                        for c in range(LANES):
+                            zv = zz[slot, t, c]
+                            sgz = fsigmoid(zv)
+                            sz[slot, t, c] = sgz
+                            dyt[slot, t, c] = go[slot, t, c] * zv * sgz
+                else:
+                    _walk_to_tile(dyt, slot, dsrcs, srow, perm, k, mode, c0, nc, t0, tl)
+                _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, 0)
                 if softplus_on:
                     for t in range(tl):
                         for c in range(LANES):
                             raw = dl[slot, t, c] + bv[slot, c]
                             dl[slot, t, c] = fsoftplus(raw)
                             sg[slot, t, c] = fsigmoid(raw)
+                            dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
                 else:
                     for t in range(tl):
                         for c in range(LANES):
                             dl[slot, t, c] = dl[slot, t, c] + bv[slot, c]
-                for c in range(nc):
-                    if ci > 0:  # the previous chunk is next: fetch it while this one computes
+                            dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
+                if ci > 0:  # the previous chunk is next: fetch it while this one computes
+                    for c in range(nc):
                         for t in range(t0 - chunk, t0, 16):
-                            _prefetch(delta, b, i0 + c, t)
+                            _prefetch(delta, (b, i0 + c, t))
                             if has_z:
-                                _prefetch(z, b, i0 + c, t)
+                                _prefetch(z, (b, i0 + c, t))
                         _prefetch_walk(srcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
                         _prefetch_walk(dsrcs, srow, perm, k, mode, c0 + c, t0 - chunk, t0)
-                # dy = dout * gate (it does not depend on the states), then per state block the
-                # recompute and the adjoint scan of the chunk.
-                for t in range(tl):
-                    if has_z:
-                        for c in range(LANES):
-                            zv = zz[slot, t, c]
-                            sgz = fsigmoid(zv)
-                            sz[slot, t, c] = sgz
-                            dyt[slot, t, c] = go[slot, t, c] * zv * sgz
-                    else:
-                        for c in range(LANES):
-                            dyt[slot, t, c] = go[slot, t, c]
-                    for c in range(LANES):
-                        dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
-                        yacc[slot, t, c] = 0
-                        ddl[slot, t, c] = 0
-                        dua[slot, t, c] = 0
-                        GD[slot, jb, c] += dyt[slot, t, c] * uu[slot, t, c]
+                    for s in range(n):  # and its saved states: one cache line per state
+                        _prefetch(states, (b, ci - 1, s, i0))
+                # Per state block: the recompute and the adjoint scan of the chunk; the first block
+                # stores the sums over the states (yacc, ddl, dua) that the others add to.
                 for s0 in range(0, npad, SB):
                     for s in range(SB):
                         for c in range(LANES):
@@ -1042,7 +1149,7 @@ def _bwd_kernel(  # noqa: C901
                         gc = _vload_if(GC, (slot, t, s0, 0), jb)  # 0 for the item's first block
                         _vstore(GC, (slot, t, s0, 0), _vfma(_vrep(dyt, (slot, t, 0)), x, gc))
                         if has_z:
-                            _vfold_add(yacc, (slot, t, 0), _vmul(x, _vspread(Ct, (slot, t, s0))))
+                            _vfold_add_if(yacc, (slot, t, 0), _vmul(x, _vspread(Ct, (slot, t, s0))), s0)
                     # The adjoint h_t = dy_t C_t + exp(delta_{t+1} A) h_{t+1}, backwards; the decay
                     # of the step after the chunk's last is the next chunk's first, carried in AN.
                     h = _vload(H, (slot, jb, s0, 0))
@@ -1054,8 +1161,8 @@ def _bwd_kernel(  # noqa: C901
                         h = _vfma(h, e1, _vmul(_vrep(dyt, (slot, t, 0)), _vspread(Ct, (slot, t, s0))))
                         hx = _vmul(h, _vload(AX, (slot, t, 0, 0)))  # h_t * dA_t * x_{t-1}
                         ga = _vfma(hx, _vrep(dl, (slot, t, 0)), ga)
-                        _vfold_add(ddl, (slot, t, 0), _vmul(hx, at))
-                        _vfold_add(dua, (slot, t, 0), _vmul(h, _vspread(Bt, (slot, t, s0))))
+                        _vfold_add_if(ddl, (slot, t, 0), _vmul(hx, at), s0)
+                        _vfold_add_if(dua, (slot, t, 0), _vmul(h, _vspread(Bt, (slot, t, s0))), s0)
                         gb = _vload_if(GB, (slot, t, s0, 0), jb)
                         _vstore(GB, (slot, t, s0, 0), _vfma(h, _vrep(dlu, (slot, t, 0)), gb))
                         e1 = _vload(E, (slot, t, 0, 0))
@@ -1069,20 +1176,21 @@ def _bwd_kernel(  # noqa: C901
                         ddl[slot, t, c] = dd * sg[slot, t, c] if softplus_on else dd
                         dua[slot, t, c] = hb * dl[slot, t, c] + dyt[slot, t, c] * Dv[slot, c]
                         GBIAS[slot, jb, c] += ddl[slot, t, c]
+                        GD[slot, jb, c] += dyt[slot, t, c] * uu[slot, t, c]
                     if has_z:
                         for c in range(LANES):
                             zv = zz[slot, t, c]
                             sgz = sz[slot, t, c]
                             pre = yacc[slot, t, c] + Dv[slot, c] * uu[slot, t, c]
                             dzt[slot, t, c] = go[slot, t, c] * pre * sgz * (_ONE + zv * (_ONE - sgz))
-                _tile_to_rows(ddelta, b, i0, nc, t0, tl, ddl, slot)
-                _tile_to_map(du_s, b, i0, nc, t0, tl, dua, slot, mode)  # per direction, as the output
+                _tile_to_rows(ddelta, b, i0, nc, t0, tl, ddl, slot, stream)
+                _tile_to_map(du_s, b, i0, nc, t0, tl, dua, slot, mode, stream)  # per direction, like out
                 if has_z:
-                    _tile_to_rows(dz, b, i0, nc, t0, tl, dzt, slot)
+                    _tile_to_rows(dz, b, i0, nc, t0, tl, dzt, slot, stream)
             # Fixed pairwise tree over the W lanes, into this item's own slice of the partials.
             for t in range(tl):
-                _lane_trees(GB, slot, t, n, TR, red, dBp, b, grp, split, t0)
-                _lane_trees(GC, slot, t, n, TR, red, dCp, b, grp, split, t0)
+                _lane_trees(GB, slot, t, n, red, dBp, b, grp, split, t0)
+                _lane_trees(GC, slot, t, n, red, dCp, b, grp, split, t0)
         for jb in range(nbi):
             i0 = sblocks[jb0 + jb, 0]
             for c in range(sblocks[jb0 + jb, 1]):
@@ -1090,6 +1198,7 @@ def _bwd_kernel(  # noqa: C901
                     dA_p[b, i0 + c, s] = GA[slot, jb, s, c]
                 dD_p[b, i0 + c] = GD[slot, jb, c]
                 dbias_p[b, i0 + c] = GBIAS[slot, jb, c]
+        _sfence()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1242,10 +1351,13 @@ class _NumbaScan(torch.autograd.Function):
         dbias_p = torch.empty(b, d, dtype=cdt)
         dz = torch.empty(b, d, length, dtype=cdt) if has_z else torch.empty(1, 1, 1, dtype=cdt)
         slots = _set_threads()
-        opts = np.array([int(delta_softplus), int(has_z), 1, T, slots], dtype=np.int64)
+        aligned = length % 16 == 0 and all(t.data_ptr() % 64 == 0 for t in (du_s, ddelta, dz))
+        opts = np.array([int(delta_softplus), int(has_z), 1, T, slots, int(aligned)], dtype=np.int64)
         with numba.parallel_chunksize(1):
             _bwd_kernel(
-                *map(_np, (srcs, delta, A, B, C, D, z, bias, pm)),
+                *map(
+                    _np, (srcs, delta, A, B.view(b * g, n, length), C.view(b * g, n, length), D, z, bias, pm)
+                ),
                 ctx.walks,
                 sblocks,
                 bitems,

@@ -425,15 +425,13 @@ def test_case09_predict_output_that_is_a_file_is_refused(trained, tiny_synth, tm
 def test_case10_read_only_output_is_found_before_any_work(
     trained, tiny_synth, tmp_path, capsys, monkeypatch, train_cli
 ):
-    import specmamba.engine.evaluator
-    import specmamba.engine.predictor
+    import specmamba.engine.ensemble
     import specmamba.spectral.audit
 
     def no_work(*args, **kwargs):
         raise AssertionError("computed before finding that the output folder is read-only")
 
-    monkeypatch.setattr(specmamba.engine.evaluator, "case_labels", no_work)
-    monkeypatch.setattr(specmamba.engine.predictor, "case_labels", no_work)
+    monkeypatch.setattr(specmamba.engine.ensemble.Ensemble, "logits", no_work)  # predict's and evaluate's
     monkeypatch.setattr(specmamba.spectral.audit, "collect_checkpoint", no_work)
     checkpoint = trained / "checkpoint_best.pt"
     with read_only_folder(tmp_path / "ro") as ro:

@@ -33,6 +33,36 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
+def add_ensemble_flags(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint (repeatable: an ensemble), --tta and --threshold, shared by predict and evaluate."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        action="append",
+        help="checkpoint_best.pt or checkpoint_last.pt of specmamba train; repeat it to ensemble several "
+        "(they must agree on classes, input channels and training size)",
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: nnU-Net's flips (none, left-right, up-down, both), averaged in "
+        "probability space with the ensemble's members",
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="foreground probability threshold of a binary model (default 0.5)"
+    )
+
+
+def ensemble_kwargs(args: argparse.Namespace) -> dict:
+    """The ensemble flags as predict's / evaluate's keywords (one checkpoint stays a single path)."""
+    checkpoints = args.checkpoint
+    return {
+        "checkpoint": checkpoints[0] if len(checkpoints) == 1 else checkpoints,
+        "tta": args.tta,
+        "threshold": args.threshold,
+    }
+
+
 def inference_kwargs(args: argparse.Namespace) -> dict:
     return {
         "device": args.device,

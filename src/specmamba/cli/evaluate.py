@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 
 from ..engine.evaluator import evaluate
-from . import add_inference_flags, inference_kwargs
+from . import add_ensemble_flags, add_inference_flags, ensemble_kwargs, inference_kwargs
 
 REPORTED = ("dice", "iou", "bf1", "hd95")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="score a checkpoint on a labelled split")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint_best.pt or checkpoint_last.pt")
+    add_ensemble_flags(parser)
     parser.add_argument("--data", required=True, help="folder of image/mask pairs")
     parser.add_argument("--split", default="val", help="train, val, test or all (default val)")
-    parser.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_<split>)")
+    parser.add_argument(
+        "--out", help="output folder (default: <first checkpoint's folder>/eval_<split>[_tta][_ensembleN])"
+    )
     add_inference_flags(parser)
     parser.add_argument("--allow-unpaired", action="store_true")
     parser.set_defaults(func=run)
@@ -23,11 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     summary = evaluate(
-        args.checkpoint,
-        args.data,
+        data=args.data,
         split=args.split,
         out=args.out,
         allow_unpaired=args.allow_unpaired,
+        **ensemble_kwargs(args),
         **inference_kwargs(args),
     )
     print(

@@ -4,6 +4,9 @@ Predictions are made at the checkpoint's training size, their logits resized (bi
 image size, then binarised; metrics compare them with the original, unresized masks. Writes
 ``per_case.csv`` (one row per case) and ``summary.json`` (mean, std, median per metric, empty counts);
 the output folder is checked for room before the work, and the two files appear together or not at all.
+Several checkpoints (an ensemble) and ``tta`` (nnU-Net's flips) are averaged in probability space as in
+``specmamba predict`` (:mod:`specmamba.engine.ensemble`), so their figures can be compared; ``threshold``
+sets a binary model's foreground threshold.
 """
 
 from __future__ import annotations
@@ -18,16 +21,16 @@ from tqdm.auto import tqdm
 from ..atomic import staged_folder, write_json
 from ..data import SegmentationDataset, find_pairs, read_mask, select_split, validate_pairs
 from ..disk import check_output_folder
-from ..inference import autocast, case_labels, check_loader_options, resolve_device
+from ..inference import check_loader_options, resolve_device
 from ..metrics import MetricTable, case_metrics_multiclass
-from ..models.rebuild import load_training_checkpoint
+from .ensemble import Ensemble
 
 #: Room asked for the two tables (a per-case row is about 200 bytes; this covers 5000 cases).
 _TABLE_BYTES = 1 << 20
 
 
 def evaluate(
-    checkpoint: str | Path,
+    checkpoint: str | Path | list[str | Path],
     data: str | Path,
     split: str = "val",
     out: str | Path | None = None,
@@ -36,24 +39,35 @@ def evaluate(
     workers: int = 0,
     allow_unpaired: bool = False,
     progress: bool = True,
+    tta: bool = False,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Score ``checkpoint`` on ``split`` of ``data``; returns the summary (also written to ``out``).
+    """Score ``checkpoint`` (one path, or several for an ensemble) on ``split`` of ``data``; returns the
+    summary (also written to ``out``).
 
     ``split`` is train / val / test / all; train and val reproduce the checkpoint's own seeded split
-    (its ``val_fraction`` and ``split_seed``) unless the data folder carries explicit split lists.
-    ``out`` defaults to ``<checkpoint folder>/eval_<split>``.
+    (its ``val_fraction`` and ``split_seed``, which an ensemble's members must share) unless the data
+    folder carries explicit split lists. ``out`` defaults to ``<first checkpoint folder>/eval_<split>``,
+    with ``_tta`` and ``_ensemble<N>`` appended when they apply, so that the plain figures are kept.
     """
     check_loader_options(batch_size, workers)
-    out_dir = Path(out) if out is not None else Path(checkpoint).parent / f"eval_{split}"
-    check_output_folder(out_dir, "--out", _TABLE_BYTES)
-    ckpt, model = load_training_checkpoint(checkpoint)
-    cfg = ckpt["config"]
-    dev = resolve_device(device)
+    paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    if out is None and paths:
+        name = (
+            f"eval_{split}" + ("_tta" if tta else "") + (f"_ensemble{len(paths)}" if len(paths) > 1 else "")
+        )
+        out = Path(paths[0]).parent / name
+    if out is not None:
+        check_output_folder(Path(out), "--out", _TABLE_BYTES)
+    ensemble = Ensemble(paths, resolve_device(device), tta=tta, threshold=threshold)  # refuses no paths
+    out_dir = Path(out)
+    if split in ("train", "val"):
+        ensemble.check_agree(("val_fraction", "split_seed"), f"they would hold out different {split} cases")
+    cfg = ensemble.config
     pairs = find_pairs(data, allow_unpaired=allow_unpaired)
     selected = select_split(pairs, split, data, cfg["val_fraction"], cfg["split_seed"])
     num_classes = cfg["num_classes"]
     validate_pairs(selected, num_classes)
-    model = model.to(dev).eval()
 
     dataset = SegmentationDataset(
         selected,
@@ -61,30 +75,32 @@ def evaluate(
         in_chans=cfg["in_chans"],
         num_classes=num_classes,
         train=False,
-        mean=ckpt["normalization"]["mean"],
-        std=ckpt["normalization"]["std"],
+        mean=ensemble.normalization["mean"],
+        std=ensemble.normalization["std"],
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     by_name = {p.name: p for p in selected}
     table = MetricTable()
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress, dynamic_ncols=True):
-            with autocast(dev, cfg.get("amp", True)):
-                logits = model(batch["image"].to(dev))
+            passes = ensemble.logits(batch["image"])
             for i, name in enumerate(batch["name"]):
                 target = read_mask(by_name[name].masks, num_classes=num_classes)
-                pred = case_labels(logits, i, target.shape)
+                pred = ensemble.labels(ensemble.case_probabilities(passes, i, target.shape))
                 if num_classes == 1:
                     table.add_case(name, pred.astype(bool), target.astype(bool))
                 else:
                     table.add(name, case_metrics_multiclass(pred, target, num_classes))
 
     summary = {
-        "checkpoint": str(checkpoint),
-        "model": ckpt["model_name"],
+        "checkpoint": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
+        "model": ensemble.members[0].ckpt["model_name"],
+        "tta": tta,
+        "n_passes": ensemble.n_passes,
+        "threshold": ensemble.threshold if num_classes == 1 else None,
         "data": str(data),
         "split": split,
-        "epoch": ckpt.get("epoch"),
+        "epoch": ensemble.members[0].ckpt.get("epoch"),
         "img_size": cfg["img_size"],
         **table.summary(),
     }

@@ -3,6 +3,13 @@
 Each image is resized to the checkpoint's training size, segmented, and its logits resized back to the
 image's own size. Binary models write 0/255 PNG masks; multi-class models write the label map (0..K-1)
 as PNG. ``overlay=True`` also writes the image with the mask tinted and outlined, for a quick look.
+Several checkpoints make an ensemble and ``tta`` adds nnU-Net's flips, averaged in probability space
+(:mod:`specmamba.engine.ensemble`); ``threshold`` sets a binary model's foreground threshold.
+
+``save_probabilities=True`` also writes ``probabilities/<stem>.npz`` per image, for later fusion or
+calibration: a compressed numpy archive (``np.load``) holding ``probabilities``, float32 (K, H, W) at
+the image's own size (K = 1: the foreground probability of a binary model; otherwise the softmax over
+the K classes, summing to 1 per pixel), and ``num_classes``; :func:`load_probabilities` reads one back.
 
 What the user gives is never lost: the output folder may not be (or contain) the input folder; two
 images that would give one mask name (``case.jpg`` and ``case.png``) are refused up front; masks
@@ -27,10 +34,11 @@ from ..atomic import atomic_path, staged_folder
 from ..data import ImageFolderDataset, list_images, read_image
 from ..disk import check_output_folder
 from ..errors import ConfigError
-from ..inference import autocast, case_labels, check_loader_options, resolve_device
-from ..models.rebuild import load_training_checkpoint
+from ..inference import check_loader_options, resolve_device
+from .ensemble import Ensemble
 
 OVERLAYS = "overlays"
+PROBABILITIES = "probabilities"
 #: Room asked for per mask (a binary PNG mask is a few KB) and per overlay, per byte of its input.
 _MASK_BYTES, _OVERLAY_BYTES_PER_INPUT_BYTE = 16 * 1024, 4
 _MAX_LISTED = 10
@@ -41,7 +49,7 @@ OVERLAY_COLOURS = np.array(
 
 
 def predict(
-    checkpoint: str | Path,
+    checkpoint: str | Path | list[str | Path],
     images: str | Path,
     out: str | Path,
     overlay: bool = False,
@@ -51,11 +59,16 @@ def predict(
     progress: bool = True,
     overwrite: bool = False,
     cpu_bf16: bool = False,
+    tta: bool = False,
+    threshold: float | None = None,
+    save_probabilities: bool = False,
 ) -> dict[str, Any]:
-    """Segment every image in ``images``; masks go to ``out/<stem>.png``, overlays to ``out/overlays``.
+    """Segment every image in ``images``; masks go to ``out/<stem>.png``, overlays to ``out/overlays``,
+    probabilities (``save_probabilities``) to ``out/probabilities/<stem>.npz``.
 
-    ``cpu_bf16``: bf16 autocast on CPU too (faster, slightly different masks; see
-    :func:`specmamba.inference.autocast`).
+    ``checkpoint``: one path, or several for an ensemble. ``tta``: nnU-Net's flips. ``threshold``: a
+    binary model's foreground threshold (0.5). ``cpu_bf16``: bf16 autocast on CPU too (faster,
+    slightly different masks; see :func:`specmamba.inference.autocast`).
 
     Raises ConfigError / OutputError before any work when ``out`` is (or contains) ``images``, would
     overwrite files without ``overwrite``, or cannot be written; nothing is written unless every
@@ -64,46 +77,72 @@ def predict(
     check_loader_options(batch_size, workers)
     paths = list_images(images)
     out_dir = Path(out)
-    outputs = planned_outputs(paths, overlay)
+    outputs = planned_outputs(paths, overlay, save_probabilities)
     check_prediction_folder(Path(images), out_dir, outputs, overwrite)
+    ensemble = Ensemble(checkpoint, resolve_device(device), tta=tta, cpu_bf16=cpu_bf16, threshold=threshold)
+    cfg = ensemble.config
     need = len(paths) * _MASK_BYTES
     if overlay:
         need += _OVERLAY_BYTES_PER_INPUT_BYTE * sum(p.stat().st_size for p in paths)
+    if save_probabilities:  # float32 per class and pixel, before compression
+        need += sum(4 * max(1, cfg["num_classes"]) * _pixels(p) for p in paths)
     check_output_folder(out_dir, "-o", need)
-    ckpt, model = load_training_checkpoint(checkpoint)
-    cfg = ckpt["config"]
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
     dataset = ImageFolderDataset(
         paths,
         img_size=cfg["img_size"],
         in_chans=cfg["in_chans"],
-        mean=ckpt["normalization"]["mean"],
-        std=ckpt["normalization"]["std"],
+        mean=ensemble.normalization["mean"],
+        std=ensemble.normalization["std"],
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     with torch.no_grad(), staged_folder(out_dir) as stage:
         for batch in tqdm(loader, desc="predict", disable=not progress, dynamic_ncols=True):
-            with autocast(dev, cfg.get("amp", True), cpu_bf16):
-                logits = model(batch["image"].to(dev))
+            passes = ensemble.logits(batch["image"])
             for i, path in enumerate(batch["path"]):
                 height, width = int(batch["orig_size"][0][i]), int(batch["orig_size"][1][i])
-                labels = case_labels(logits, i, (height, width)).astype(np.uint8)
+                probs = ensemble.case_probabilities(passes, i, (height, width))
+                labels = ensemble.labels(probs).astype(np.uint8)
                 mask_png = labels * 255 if cfg["num_classes"] == 1 else labels
-                mask_name, overlay_name = outputs[Path(path)]
+                mask_name, overlay_name, probs_name = outputs[Path(path)]
                 _save_png(mask_png, stage / mask_name)
                 if overlay_name:
                     _save_png(make_overlay(read_image(path, channels=3), labels), stage / overlay_name)
+                if probs_name:
+                    save_probabilities_file(stage / probs_name, probs.cpu().numpy(), cfg["num_classes"])
     return {
         "n_images": len(outputs),
         "out": str(out_dir),
-        "masks": [str(out_dir / mask) for mask, _ in outputs.values()],
+        "masks": [str(out_dir / names[0]) for names in outputs.values()],
         "overlays": str(out_dir / OVERLAYS) if overlay else None,
+        "probabilities": str(out_dir / PROBABILITIES) if save_probabilities else None,
+        "n_passes": ensemble.n_passes,
     }
 
 
-def planned_outputs(paths: list[Path], overlay: bool) -> dict[Path, tuple[str, str | None]]:
-    """Each image -> (its mask's name, its overlay's name or None) under the output folder.
+def save_probabilities_file(path: Path, probs: np.ndarray, num_classes: int) -> None:
+    """Write (K, H, W) probabilities to ``path`` in the documented .npz format (module docstring)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, probabilities=probs.astype(np.float32), num_classes=np.int64(num_classes))
+
+
+def load_probabilities(path: str | Path) -> np.ndarray:
+    """The float32 (K, H, W) probabilities of a ``probabilities/<stem>.npz`` written by predict."""
+    with np.load(path) as archive:
+        if "probabilities" not in archive:
+            raise ConfigError(f"{path} holds no 'probabilities' array; is it a file of specmamba predict?")
+        return archive["probabilities"]
+
+
+def _pixels(path: Path) -> int:
+    with Image.open(path) as image:  # reads the header only
+        return image.size[0] * image.size[1]
+
+
+def planned_outputs(
+    paths: list[Path], overlay: bool, probabilities: bool = False
+) -> dict[Path, tuple[str, str | None, str | None]]:
+    """Each image -> (its mask's name, its overlay's and probabilities' names or None) under the output
+    folder.
 
     Two images with one stem (``case.jpg``, ``case.png``) would write one mask: ConfigError naming them.
     """
@@ -117,11 +156,18 @@ def planned_outputs(paths: list[Path], overlay: bool) -> dict[Path, tuple[str, s
             f"{len(clashes)} mask name(s) would be written twice, by images of the same name: {shown}. "
             "Each mask is named after its image without the extension; rename or move one of each."
         )
-    return {p: (f"{p.stem}.png", f"{OVERLAYS}/{p.stem}_overlay.png" if overlay else None) for p in paths}
+    return {
+        p: (
+            f"{p.stem}.png",
+            f"{OVERLAYS}/{p.stem}_overlay.png" if overlay else None,
+            f"{PROBABILITIES}/{p.stem}.npz" if probabilities else None,
+        )
+        for p in paths
+    }
 
 
 def check_prediction_folder(
-    images: Path, out: Path, outputs: dict[Path, tuple[str, str | None]], overwrite: bool
+    images: Path, out: Path, outputs: dict[Path, tuple[str, str | None, str | None]], overwrite: bool
 ) -> None:
     """Refuse an output folder that is or contains the input folder (never allowed: the masks would
     sit among, or replace, the images), or that holds files predict would replace (unless

@@ -96,15 +96,7 @@ class Ensemble:
         self.flips = FLIPS if tta else FLIPS[:1]
         self.cpu_bf16 = cpu_bf16
         self.members = [self._load(path) for path in paths]
-        first = self.members[0]
-        for member in self.members[1:]:
-            for key in _SHARED:
-                if member.ckpt["config"][key] != first.ckpt["config"][key]:
-                    raise ConfigError(
-                        f"--checkpoint {member.path} has {key} = {member.ckpt['config'][key]!r}, but "
-                        f"{first.path} has {first.ckpt['config'][key]!r}: an ensemble's checkpoints must "
-                        f"agree on {', '.join(_SHARED)}."
-                    )
+        self.check_agree(_SHARED, f"an ensemble's checkpoints must agree on {', '.join(_SHARED)}")
         self.threshold = check_threshold(threshold, self.num_classes)
 
     def _load(self, path: Path) -> _Member:

@@ -185,6 +185,20 @@ def _prefetch(typingctx, arr, idx):
     return sig, codegen
 
 
+def _item_ptr(context, builder, aty, ity, arr, idx, width, row=None):
+    """Pointer to ``width`` values of array ``arr`` (numba type aty) from index tuple ``idx`` (type ity)
+    on, as a vector pointer; ``row`` (an intp LLVM value), if given, is added to the second-last index."""
+    ary = context.make_array(aty)(context, builder, arr)
+    pos = [
+        context.cast(builder, builder.extract_value(idx, a), ity.types[a], types.intp)
+        for a in range(aty.ndim)
+    ]
+    if row is not None:
+        pos[-2] = builder.add(pos[-2], row)
+    ptr = cgutils.get_item_pointer(context, builder, aty, ary, pos, wraparound=False)
+    return builder.bitcast(ptr, ir.VectorType(context.get_value_type(aty.dtype), width).as_pointer())
+
+
 @intrinsic
 def _sfence(typingctx):
     """Order this thread's earlier non-temporal stores before its later stores (x86 ``sfence``): a work
@@ -233,25 +247,16 @@ def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep, stream):
     sig = types.void(src, sidx, dst, didx, dstep, stream)
 
     def codegen(context, builder, signature, args):
-        f32x16 = ir.VectorType(ir.FloatType(), 16)
         i32 = ir.IntType(32)
+        src_ty, sidx_ty, dst_ty, didx_ty = signature.args[:4]
 
-        def row_ptr(aty, arr_val, idx_ty, idx_val, row, step):
-            ary = context.make_array(aty)(context, builder, arr_val)
-            idx = [
-                context.cast(builder, builder.extract_value(idx_val, a), idx_ty.types[a], types.intp)
-                for a in range(aty.ndim)
-            ]
-            off = builder.mul(step, ir.Constant(step.type, row))
-            idx[-2] = builder.add(idx[-2], off)
-            ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
-            return builder.bitcast(ptr, f32x16.as_pointer())
+        def row_ptr(aty, ity, arr, idx, r, step):  # row r of the block, rows ``step`` apart
+            return _item_ptr(
+                context, builder, aty, ity, arr, idx, 16, builder.mul(step, ir.Constant(step.type, r))
+            )
 
         one = ir.Constant(context.get_value_type(types.intp), 1)
-        rows = [
-            builder.load(row_ptr(signature.args[0], args[0], signature.args[1], args[1], r, one), align=4)
-            for r in range(16)
-        ]
+        rows = [builder.load(row_ptr(src_ty, sidx_ty, args[0], args[1], r, one), align=4) for r in range(16)]
         for b in (8, 4, 2, 1):  # swap the off-diagonal b x b blocks of every 2b x 2b block
             lo = ir.Constant(
                 ir.VectorType(i32, 16), [lane if not lane & b else 16 + lane - b for lane in range(16)]
@@ -266,7 +271,7 @@ def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep, stream):
                     new[r + b] = builder.shuffle_vector(rows[r], rows[r + b], hi)
             rows = new
         step = context.cast(builder, args[4], signature.args[4], types.intp)
-        ptrs = [row_ptr(signature.args[2], args[2], signature.args[3], args[3], r, step) for r in range(16)]
+        ptrs = [row_ptr(dst_ty, didx_ty, args[2], args[3], r, step) for r in range(16)]
         streaming = builder.icmp_signed("!=", args[5], ir.Constant(args[5].type, 0))
         with builder.if_else(streaming) as (nontemporal, cached):
             with nontemporal:
@@ -279,26 +284,6 @@ def _transpose16_f32(typingctx, src, sidx, dst, didx, dstep, stream):
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-def _vec_row_ptr(context, builder, types_, vals, row):
-    """Pointer to the 16 float32 values at arr[idx] with ``row`` added to the second-last index (or the
-    only one), as a <16 x float> pointer; (arr, idx) given as their numba types and LLVM values."""
-    aty, ity = types_
-    ary = context.make_array(aty)(context, builder, vals[0])
-    idx = [
-        context.cast(builder, builder.extract_value(vals[1], a), ity.types[a], types.intp)
-        for a in range(aty.ndim)
-    ]
-    if row:
-        ax = max(aty.ndim - 2, 0)
-        idx[ax] = builder.add(idx[ax], ir.Constant(idx[ax].type, row))
-    ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
-    return builder.bitcast(ptr, ir.VectorType(ir.FloatType(), 16).as_pointer())
-
-
-def _vec_load_row(context, builder, types_, vals, row):
-    return builder.load(_vec_row_ptr(context, builder, types_, vals, row), align=4)
 
 
 @intrinsic
@@ -324,7 +309,14 @@ def _lane_sums16_f32(typingctx, src, sidx, dst, didx):
 
     def codegen(context, builder, signature, args):
         i32x16 = ir.VectorType(ir.IntType(32), 16)
-        vecs = [_vec_load_row(context, builder, signature.args[:2], args[:2], r) for r in range(16)]
+        src_ty, sidx_ty, dst_ty, didx_ty = signature.args
+        intp = context.get_value_type(types.intp)
+        vecs = [
+            builder.load(
+                _item_ptr(context, builder, src_ty, sidx_ty, *args[:2], 16, ir.Constant(intp, r)), align=4
+            )
+            for r in range(16)
+        ]
         # vecs[j] holds runs of 2 * half lanes, each the partial sums of one row; a round adds the two
         # halves of every run of vecs[j] and of vecs[j + m] and interleaves the results run by run.
         half = 8
@@ -343,7 +335,7 @@ def _lane_sums16_f32(typingctx, src, sidx, dst, didx):
                 for j in range(m)
             ]
             half //= 2
-        builder.store(vecs[0], _vec_row_ptr(context, builder, signature.args[2:], args[2:], 0), align=4)
+        builder.store(vecs[0], _item_ptr(context, builder, dst_ty, didx_ty, *args[2:], 16), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -527,12 +519,7 @@ def _is_index(arr, idx) -> bool:
 
 def _vec_ptr(context, builder, signature, args, width):
     """Pointer to ``width`` values of array args[0] starting at index tuple args[1], as a vector pointer."""
-    aty, ity = signature.args[0], signature.args[1]
-    ary = context.make_array(aty)(context, builder, args[0])
-    idx = [builder.extract_value(args[1], a) for a in range(aty.ndim)]
-    idx = [context.cast(builder, v, ity.types[a], types.intp) for a, v in enumerate(idx)]
-    ptr = cgutils.get_item_pointer(context, builder, aty, ary, idx, wraparound=False)
-    return builder.bitcast(ptr, ir.VectorType(context.get_value_type(aty.dtype), width).as_pointer())
+    return _item_ptr(context, builder, signature.args[0], signature.args[1], args[0], args[1], width)
 
 
 def _lanes(builder, v, mask):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+from ..engine.sliding_window import AUTO_LENGTH, SLIDING_MODES
+
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """argparse type for a whole number >= ``minimum`` (argparse names the flag in its error)."""
@@ -34,7 +36,8 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_ensemble_flags(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint (repeatable: an ensemble), --tta and --threshold, shared by predict and evaluate."""
+    """--checkpoint (repeatable: an ensemble), --tta, --threshold and the sliding-window flags, shared by
+    predict and evaluate."""
     parser.add_argument(
         "--checkpoint",
         required=True,
@@ -51,6 +54,24 @@ def add_ensemble_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=float, help="foreground probability threshold of a binary model (default 0.5)"
     )
+    parser.add_argument(
+        "--sliding-window",
+        choices=SLIDING_MODES,
+        default="auto",
+        help="cover each image with training-size windows, Gaussian-blended: on, off (resize the whole "
+        "image, as in training) or auto (default: windows only where the image, at the working scale, is "
+        f"{AUTO_LENGTH:g} windows long or more, i.e. aspect ratio >= {AUTO_LENGTH:g} at --sw-scale 1)",
+    )
+    parser.add_argument(
+        "--sw-overlap", type=float, default=0.5, help="fraction of a window shared by neighbours (0.5)"
+    )
+    parser.add_argument(
+        "--sw-scale",
+        type=_window_scale,
+        default=1.0,
+        help="the image's shorter side, in windows, before the windows slide (default 1: the scale of "
+        "training); 'native' slides over the image at its own resolution",
+    )
 
 
 def ensemble_kwargs(args: argparse.Namespace) -> dict:
@@ -60,7 +81,20 @@ def ensemble_kwargs(args: argparse.Namespace) -> dict:
         "checkpoint": checkpoints[0] if len(checkpoints) == 1 else checkpoints,
         "tta": args.tta,
         "threshold": args.threshold,
+        "sliding_window": args.sliding_window,
+        "sw_overlap": args.sw_overlap,
+        "sw_scale": args.sw_scale,
     }
+
+
+def _window_scale(text: str) -> float | None:
+    """--sw-scale: a positive number, or 'native' (None)."""
+    if text == "native":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'native', got {text!r}") from None
 
 
 def inference_kwargs(args: argparse.Namespace) -> dict:

@@ -119,13 +119,14 @@ class ImageFolderDataset(Dataset):
     """Unlabelled images for prediction: a folder (non-recursive) or a list of image files.
 
     Each item is ``{"image": float32 (C, S, S) normalised, "name": file stem, "orig_size": (H, W),
-    "path": str}``; images are resized to ``img_size`` and normalised with ``mean``/``std``.
+    "path": str}``; images are resized to ``img_size`` (None: kept at their own size, (C, H, W), for
+    sliding-window inference) and normalised with ``mean``/``std``.
     """
 
     def __init__(
         self,
         images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-        img_size: int = 256,
+        img_size: int | None = 256,
         in_chans: int = 3,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,

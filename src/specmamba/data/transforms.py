@@ -170,7 +170,7 @@ class Compose:
 
 
 def build_transforms(
-    img_size: int,
+    img_size: int | None,
     train: bool,
     hflip: float = 0.5,
     vflip: float = 0.5,
@@ -179,12 +179,13 @@ def build_transforms(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
-    """Resize to ``img_size``; for training also flips and a fresh random rotation; then normalise.
+    """Resize to ``img_size`` (None: keep each image's own size); for training also flips and a fresh
+    random rotation; then normalise.
 
     ``hflip``/``vflip``: flip probabilities; ``rotate_degrees``: angles uniform in [-d, d], applied
     with probability ``rotate_p`` (0 degrees turns rotation off).
     """
-    steps: list = [Resize(img_size)]
+    steps: list = [] if img_size is None else [Resize(img_size)]
     if train:
         steps += [
             RandomFlip(hflip, "horizontal"),

@@ -35,6 +35,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..inference import autocast, resize_logits
 from ..models.rebuild import load_training_checkpoint
+from .sliding_window import SlidingWindow
 
 __all__ = ["FLIPS", "Ensemble", "check_threshold"]
 
@@ -140,9 +141,12 @@ class Ensemble:
                     )
 
     @torch.no_grad()
-    def logits(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def logits(self, images: torch.Tensor, window: SlidingWindow | None = None) -> list[torch.Tensor]:
         """Every pass's (B, K, h, w) float32 logits of a batch normalised like the first member, in the
-        averaging order (members, then flips), each flipped back to the image's orientation."""
+        averaging order (members, then flips), each flipped back to the image's orientation.
+
+        ``window``: each pass slides the training-size windows over the (flipped) batch instead of
+        taking it whole (:mod:`specmamba.engine.sliding_window`)."""
         first = self.members[0]
         images = images.to(self.device).float()
         raw = images * first.std + first.mean if len(self.members) > 1 else None
@@ -151,7 +155,8 @@ class Ensemble:
             x = images if member is first else (raw - member.mean) / member.std
             for dims in self.flips:
                 with autocast(self.device, member.ckpt["config"].get("amp", True), self.cpu_bf16):
-                    out = member.model(x.flip(dims) if dims else x)
+                    view = x.flip(dims) if dims else x
+                    out = member.model(view) if window is None else window.logits(member.model, view)
                 out = out.float()
                 passes.append(out.flip(dims) if dims else out)
         return passes

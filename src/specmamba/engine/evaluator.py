@@ -6,7 +6,8 @@ image size, then binarised; metrics compare them with the original, unresized ma
 the output folder is checked for room before the work, and the two files appear together or not at all.
 Several checkpoints (an ensemble) and ``tta`` (nnU-Net's flips) are averaged in probability space as in
 ``specmamba predict`` (:mod:`specmamba.engine.ensemble`), so their figures can be compared; ``threshold``
-sets a binary model's foreground threshold.
+sets a binary model's foreground threshold, and ``sliding_window`` covers elongated or large images with
+training-size windows (:mod:`specmamba.engine.sliding_window`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
 from ..atomic import staged_folder, write_json
-from ..data import SegmentationDataset, find_pairs, read_mask, select_split, validate_pairs
+from ..data import find_pairs, read_mask, select_split, validate_pairs
 from ..disk import check_output_folder
 from ..inference import check_loader_options, resolve_device
 from ..metrics import MetricTable, case_metrics_multiclass
+from .case_inference import case_probabilities
 from .ensemble import Ensemble
+from .sliding_window import SlidingWindow
 
 #: Room asked for the two tables (a per-case row is about 200 bytes; this covers 5000 cases).
 _TABLE_BYTES = 1 << 20
@@ -41,6 +40,9 @@ def evaluate(
     progress: bool = True,
     tta: bool = False,
     threshold: float | None = None,
+    sliding_window: str = "auto",
+    sw_overlap: float = 0.5,
+    sw_scale: float | None = 1.0,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` (one path, or several for an ensemble) on ``split`` of ``data``; returns the
     summary (also written to ``out``).
@@ -48,13 +50,17 @@ def evaluate(
     ``split`` is train / val / test / all; train and val reproduce the checkpoint's own seeded split
     (its ``val_fraction`` and ``split_seed``, which an ensemble's members must share) unless the data
     folder carries explicit split lists. ``out`` defaults to ``<first checkpoint folder>/eval_<split>``,
-    with ``_tta`` and ``_ensemble<N>`` appended when they apply, so that the plain figures are kept.
+    with ``_tta``, ``_ensemble<N>`` and ``_sw`` (``sliding_window="on"``) appended when they apply, so
+    that the plain figures are kept.
     """
     check_loader_options(batch_size, workers)
     paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     if out is None and paths:
         name = (
-            f"eval_{split}" + ("_tta" if tta else "") + (f"_ensemble{len(paths)}" if len(paths) > 1 else "")
+            f"eval_{split}"
+            + ("_tta" if tta else "")
+            + (f"_ensemble{len(paths)}" if len(paths) > 1 else "")
+            + ("_sw" if sliding_window == "on" else "")
         )
         out = Path(paths[0]).parent / name
     if out is not None:
@@ -69,28 +75,19 @@ def evaluate(
     num_classes = cfg["num_classes"]
     validate_pairs(selected, num_classes)
 
-    dataset = SegmentationDataset(
-        selected,
-        img_size=cfg["img_size"],
-        in_chans=cfg["in_chans"],
-        num_classes=num_classes,
-        train=False,
-        mean=ensemble.normalization["mean"],
-        std=ensemble.normalization["std"],
-    )
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    by_name = {p.name: p for p in selected}
+    window = SlidingWindow(cfg["img_size"], sliding_window, sw_overlap, sw_scale, batch_size)
+    images = [pair.image for pair in selected]
     table = MetricTable()
-    with torch.no_grad():
-        for batch in tqdm(loader, desc=f"evaluate {split}", disable=not progress, dynamic_ncols=True):
-            passes = ensemble.logits(batch["image"])
-            for i, name in enumerate(batch["name"]):
-                target = read_mask(by_name[name].masks, num_classes=num_classes)
-                pred = ensemble.labels(ensemble.case_probabilities(passes, i, target.shape))
-                if num_classes == 1:
-                    table.add_case(name, pred.astype(bool), target.astype(bool))
-                else:
-                    table.add(name, case_metrics_multiclass(pred, target, num_classes))
+    cases = case_probabilities(ensemble, images, window, batch_size, workers, progress, f"evaluate {split}")
+    n_windowed = 0
+    for i, probs, windowed in cases:
+        pair, n_windowed = selected[i], n_windowed + windowed
+        target = read_mask(pair.masks, num_classes=num_classes)
+        pred = ensemble.labels(probs)
+        if num_classes == 1:
+            table.add_case(pair.name, pred.astype(bool), target.astype(bool))
+        else:
+            table.add(pair.name, case_metrics_multiclass(pred, target, num_classes))
 
     summary = {
         "checkpoint": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
@@ -98,6 +95,8 @@ def evaluate(
         "tta": tta,
         "n_passes": ensemble.n_passes,
         "threshold": ensemble.threshold if num_classes == 1 else None,
+        "sliding_window": {"mode": sliding_window, "overlap": sw_overlap, "scale": sw_scale},
+        "n_windowed": n_windowed,
         "data": str(data),
         "split": split,
         "epoch": ensemble.members[0].ckpt.get("epoch"),

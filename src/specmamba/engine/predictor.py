@@ -1,10 +1,12 @@
 """Prediction on a folder of unlabelled images of any size.
 
 Each image is resized to the checkpoint's training size, segmented, and its logits resized back to the
-image's own size. Binary models write 0/255 PNG masks; multi-class models write the label map (0..K-1)
-as PNG. ``overlay=True`` also writes the image with the mask tinted and outlined, for a quick look.
-Several checkpoints make an ensemble and ``tta`` adds nnU-Net's flips, averaged in probability space
-(:mod:`specmamba.engine.ensemble`); ``threshold`` sets a binary model's foreground threshold.
+image's own size; elongated or large images can instead be covered by training-size windows
+(``sliding_window``, :mod:`specmamba.engine.sliding_window`). Binary models write 0/255 PNG masks;
+multi-class models write the label map (0..K-1) as PNG. ``overlay=True`` also writes the image with the
+mask tinted and outlined, for a quick look. Several checkpoints make an ensemble and ``tta`` adds
+nnU-Net's flips, averaged in probability space (:mod:`specmamba.engine.ensemble`); ``threshold`` sets a
+binary model's foreground threshold.
 
 ``save_probabilities=True`` also writes ``probabilities/<stem>.npz`` per image, for later fusion or
 calibration: a compressed numpy archive (``np.load``) holding ``probabilities``, float32 (K, H, W) at
@@ -24,18 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from scipy import ndimage
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_path, staged_folder
-from ..data import ImageFolderDataset, list_images, read_image
+from ..data import list_images, read_image
 from ..disk import check_output_folder
 from ..errors import ConfigError
 from ..inference import check_loader_options, resolve_device
+from .case_inference import case_probabilities
 from .ensemble import Ensemble
+from .sliding_window import SlidingWindow
 
 OVERLAYS = "overlays"
 PROBABILITIES = "probabilities"
@@ -62,13 +63,19 @@ def predict(
     tta: bool = False,
     threshold: float | None = None,
     save_probabilities: bool = False,
+    sliding_window: str = "auto",
+    sw_overlap: float = 0.5,
+    sw_scale: float | None = 1.0,
 ) -> dict[str, Any]:
     """Segment every image in ``images``; masks go to ``out/<stem>.png``, overlays to ``out/overlays``,
     probabilities (``save_probabilities``) to ``out/probabilities/<stem>.npz``.
 
     ``checkpoint``: one path, or several for an ensemble. ``tta``: nnU-Net's flips. ``threshold``: a
-    binary model's foreground threshold (0.5). ``cpu_bf16``: bf16 autocast on CPU too (faster,
-    slightly different masks; see :func:`specmamba.inference.autocast`).
+    binary model's foreground threshold (0.5). ``sliding_window`` (auto | on | off), ``sw_overlap``,
+    ``sw_scale``: training-size windows over large or elongated images
+    (:mod:`specmamba.engine.sliding_window`; ``auto`` windows images of aspect ratio >= 1.5).
+    ``cpu_bf16``: bf16 autocast on CPU too (faster, slightly different masks; see
+    :func:`specmamba.inference.autocast`).
 
     Raises ConfigError / OutputError before any work when ``out`` is (or contains) ``images``, would
     overwrite files without ``overwrite``, or cannot be written; nothing is written unless every
@@ -87,28 +94,18 @@ def predict(
     if save_probabilities:  # float32 per class and pixel, before compression
         need += sum(4 * max(1, cfg["num_classes"]) * _pixels(p) for p in paths)
     check_output_folder(out_dir, "-o", need)
-    dataset = ImageFolderDataset(
-        paths,
-        img_size=cfg["img_size"],
-        in_chans=cfg["in_chans"],
-        mean=ensemble.normalization["mean"],
-        std=ensemble.normalization["std"],
-    )
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    with torch.no_grad(), staged_folder(out_dir) as stage:
-        for batch in tqdm(loader, desc="predict", disable=not progress, dynamic_ncols=True):
-            passes = ensemble.logits(batch["image"])
-            for i, path in enumerate(batch["path"]):
-                height, width = int(batch["orig_size"][0][i]), int(batch["orig_size"][1][i])
-                probs = ensemble.case_probabilities(passes, i, (height, width))
-                labels = ensemble.labels(probs).astype(np.uint8)
-                mask_png = labels * 255 if cfg["num_classes"] == 1 else labels
-                mask_name, overlay_name, probs_name = outputs[Path(path)]
-                _save_png(mask_png, stage / mask_name)
-                if overlay_name:
-                    _save_png(make_overlay(read_image(path, channels=3), labels), stage / overlay_name)
-                if probs_name:
-                    save_probabilities_file(stage / probs_name, probs.cpu().numpy(), cfg["num_classes"])
+    window = SlidingWindow(cfg["img_size"], sliding_window, sw_overlap, sw_scale, batch_size)
+    with staged_folder(out_dir) as stage:
+        cases = case_probabilities(ensemble, paths, window, batch_size, workers, progress, "predict")
+        for i, probs, _ in cases:
+            labels = ensemble.labels(probs).astype(np.uint8)
+            mask_png = labels * 255 if cfg["num_classes"] == 1 else labels
+            mask_name, overlay_name, probs_name = outputs[paths[i]]
+            _save_png(mask_png, stage / mask_name)
+            if overlay_name:
+                _save_png(make_overlay(read_image(paths[i], channels=3), labels), stage / overlay_name)
+            if probs_name:
+                save_probabilities_file(stage / probs_name, probs.cpu().numpy(), cfg["num_classes"])
     return {
         "n_images": len(outputs),
         "out": str(out_dir),

@@ -182,7 +182,8 @@ def test_every_parameter_gets_a_gradient():
 
 
 def test_bad_backend_names_the_choices():
-    with pytest.raises(ConfigError, match="scan_backend must be one of auto, ref, cpu, triton, mamba_ssm"):
+    choices = "auto, ref, chunked, cpu, triton, mamba_ssm"
+    with pytest.raises(ConfigError, match=f"scan_backend must be one of {choices}"):
         SS2D(16, scan_backend="cuda")
 
 

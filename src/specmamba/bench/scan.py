@@ -177,8 +177,9 @@ def bench_scan(
     Args:
         device: ``cpu`` or ``cuda``.
         batch: batch size (default 1 on CPU, 8 on CUDA).
-        backends: backends to time (default: every available one; ``triton`` on CPU, i.e. through its
-            interpreter, only when asked for). ``ref`` is always included as the reference.
+        backends: backends to time (default: every available one but ``chunked``, the export
+            backend, and ``triton`` on CPU, i.e. through its interpreter: those only when asked for).
+            ``ref`` is always included as the reference.
         stages: subset of 1..4 (SS2D) and ``vim196``, ``vim1024`` (bidirectional, g = 2); default all.
         repeats: timed calls per figure (median reported; default 3 on CPU, 20 on CUDA).
         json_path: also write the results there (atomically) as JSON.
@@ -220,7 +221,7 @@ def bench_scan(
     repeats = repeats if repeats is not None else (3 if dev.type == "cpu" else 20)
     avail = available_backends(dev)
     if backends is None:
-        backends = [b for b in avail if not (dev.type == "cpu" and b == "triton")]
+        backends = [b for b in avail if b != "chunked" and not (dev.type == "cpu" and b == "triton")]
     missing = [b for b in backends if b not in avail]
     if missing:
         from ..ops import resolve_backend

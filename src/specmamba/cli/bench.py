@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backends",
         type=comma_list(str),
         default=None,
-        help="comma-separated backends, e.g. ref,cpu (default: all available)",
+        help="comma-separated backends, e.g. ref,cpu,chunked (default: all available but chunked)",
     )
     scan.add_argument(
         "--stages",

@@ -21,13 +21,13 @@ from pathlib import Path
 from .. import __version__
 from ..disk import output_error
 from ..errors import SpecMambaError
-from . import audit, bench, demo, evaluate, models, predict, synth, train
+from . import audit, bench, demo, evaluate, export, models, predict, synth, train
 
 #: OS errors that are the user's disk, not a bug: reported as a paragraph like SpecMambaError.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 WIDTH = 100
 
-SUBCOMMANDS = (models, synth, train, evaluate, predict, audit, demo, bench)
+SUBCOMMANDS = (models, synth, train, evaluate, predict, export, audit, demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,7 +136,10 @@ class WindowAttention(nn.Module):
             dropout_p=self.attn_drop if self.training else 0.0,
             scale=self.scale,
         )  # (Bw, h, N, d) or (B, nW*h, N, d)
-        out = out.reshape(bw, h, n, c // h).transpose(1, 2).reshape(bw, n, c)  # (Bw, N, C)
+        # The heads side by side along channels: a concatenation rather than transpose + reshape, the
+        # same copy, which the ONNX exporter's decomposition (torch 2.13) turns into an invalid view when
+        # the batch size is free.
+        out = torch.cat(out.reshape(bw, h, n, c // h).unbind(1), dim=-1)  # h x (Bw, N, d) -> (Bw, N, C)
         return self.proj_drop(self.proj(out))
 
     def extra_repr(self) -> str:

@@ -48,9 +48,9 @@ def patch_tokens(tokens: Tensor, extra_positions: Sequence[int]) -> Tensor:
         )
     if not drop:
         return tokens
-    keep = torch.ones(length, dtype=torch.bool, device=tokens.device)
-    keep[drop] = False
-    return tokens[:, keep]
+    # An index of known length, not a boolean mask: the size stays static for torch.export / ONNX.
+    keep = torch.tensor([i for i in range(length) if i not in drop], device=tokens.device)
+    return tokens.index_select(1, keep)
 
 
 class TokenMap(nn.Module):

@@ -3,7 +3,7 @@
 >>> from specmamba.ops import selective_scan, ss2d_selective_scan, available_backends
 >>> y = selective_scan(u, delta, A, B, C, D, delta_bias=b, delta_softplus=True)   # backend="auto"
 >>> available_backends("cpu")
-['ref', 'cpu']
+['ref', 'chunked', 'cpu']
 
 Importing this package imports only torch; numba and triton are loaded by the backends that use them.
 """

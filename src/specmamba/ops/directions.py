@@ -176,11 +176,10 @@ class DirectionSet:
             y = ys[:, k].flip(-1) if wk.reverse and not stored_forward else ys[:, k]  # (b, d, l)
             # (b, d, h, w) in row-major positions: a view of the column-major sequence, transposed
             parts.append(y.reshape(b, d, w, h).transpose(-1, -2) if wk.transpose else y.reshape(b, d, h, w))
-        out = ys.new_empty(b, d, h, w)  # a new tensor: never one of the inputs, which may be views of ys
-        if len(parts) == 1:
-            return out.copy_(parts[0]).view(b, d, length)
-        torch.add(parts[0], parts[1], out=out)
-        for y in parts[2:]:
+        # A new tensor, never one of the inputs (views of ys), and no out= argument: exported graphs
+        # (torch.export, ONNX) keep out= ops, which then refuse inputs that require grad.
+        out = parts[0].clone(memory_format=torch.contiguous_format)  # (b, d, h, w), row-major
+        for y in parts[1:]:
             out += y
         return out.view(b, d, length)
 

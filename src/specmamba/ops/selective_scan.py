@@ -1,9 +1,11 @@
 """The public selective scan (Mamba-1 "S6"; Gu & Dao 2023, arXiv:2312.00752) and its backend dispatch.
 
 One function, :func:`selective_scan`, with the semantics and shapes of REFERENCE.md section 1, in
-front of four implementations with identical signatures:
+front of five implementations with identical signatures:
 
 * ``ref``: the sequential PyTorch loop (``scan_ref.py``), the documented oracle.
+* ``chunked``: the same scan in standard tensor operations over chunks (``scan_chunked.py``), which
+  ``torch.export`` and ONNX can carry: the backend of exported models (``specmamba export``).
 * ``cpu``: fused numba kernels (``scan_cpu.py``), parallel over batch x channel.
 * ``triton``: fused Triton kernels (``scan_triton.py``) for CUDA tensors.
 * ``mamba_ssm``: the CUDA kernel of the ``mamba-ssm`` package, when it is installed.
@@ -31,7 +33,7 @@ from .checks import check_scan_inputs
 
 __all__ = ["BACKENDS", "available_backends", "resolve_backend", "selective_scan"]
 
-BACKENDS = ("auto", "ref", "cpu", "triton", "mamba_ssm")
+BACKENDS = ("auto", "ref", "chunked", "cpu", "triton", "mamba_ssm")
 
 
 @functools.cache
@@ -49,7 +51,7 @@ def _why_unavailable(backend: str, device: torch.device) -> str | None:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
     if device.type == "cuda" and not torch.cuda.is_available():
         return "CUDA is not available in this environment (CPU-only torch build or no GPU)."
-    if backend == "ref":
+    if backend in ("ref", "chunked"):
         return None
     if backend == "cpu":
         if device.type != "cpu":
@@ -137,7 +139,8 @@ def selective_scan(
         D: optional (d,) skip connection (out += u * D).
         z: optional (b, d, l) gate (out *= silu(z)).
         return_last_state: also return the state after the last step, (b, d, n).
-        backend: ``auto`` | ``ref`` | ``cpu`` | ``triton`` | ``mamba_ssm`` (see module docstring).
+        backend: ``auto`` | ``ref`` | ``chunked`` | ``cpu`` | ``triton`` | ``mamba_ssm`` (see module
+            docstring).
 
     Any float dtype is accepted; the recurrence runs with a float32 state (float64 if any of
     u/delta/A/B/C is float64). Returns ``out`` (b, d, l) in u's dtype, and with
@@ -152,6 +155,10 @@ def selective_scan(
         from .scan_ref import scan_ref
 
         out, last = scan_ref(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
+    elif name == "chunked":
+        from .scan_chunked import scan_chunked
+
+        out, last = scan_chunked(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus)
     elif name == "cpu":
         from .scan_cpu import scan_cpu
 

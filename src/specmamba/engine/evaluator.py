@@ -70,12 +70,12 @@ def evaluate(
     if split in ("train", "val"):
         ensemble.check_agree(("val_fraction", "split_seed"), f"they would hold out different {split} cases")
     cfg = ensemble.config
+    window = SlidingWindow(cfg["img_size"], sliding_window, sw_overlap, sw_scale, batch_size)  # checks
     pairs = find_pairs(data, allow_unpaired=allow_unpaired)
     selected = select_split(pairs, split, data, cfg["val_fraction"], cfg["split_seed"])
     num_classes = cfg["num_classes"]
     validate_pairs(selected, num_classes)
 
-    window = SlidingWindow(cfg["img_size"], sliding_window, sw_overlap, sw_scale, batch_size)
     images = [pair.image for pair in selected]
     table = MetricTable()
     cases = case_probabilities(ensemble, images, window, batch_size, workers, progress, f"evaluate {split}")

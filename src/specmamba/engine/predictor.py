@@ -22,6 +22,7 @@ bad image or a full disk leaves the output folder as it was.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..data import list_images, read_image
 from ..disk import check_output_folder
 from ..errors import ConfigError
 from ..inference import check_loader_options, resolve_device
-from .case_inference import case_probabilities
+from .case_inference import case_probabilities, image_size
 from .ensemble import Ensemble
 from .sliding_window import SlidingWindow
 
@@ -88,13 +89,13 @@ def predict(
     check_prediction_folder(Path(images), out_dir, outputs, overwrite)
     ensemble = Ensemble(checkpoint, resolve_device(device), tta=tta, cpu_bf16=cpu_bf16, threshold=threshold)
     cfg = ensemble.config
+    window = SlidingWindow(cfg["img_size"], sliding_window, sw_overlap, sw_scale, batch_size)  # checks
     need = len(paths) * _MASK_BYTES
     if overlay:
         need += _OVERLAY_BYTES_PER_INPUT_BYTE * sum(p.stat().st_size for p in paths)
     if save_probabilities:  # float32 per class and pixel, before compression
-        need += sum(4 * max(1, cfg["num_classes"]) * _pixels(p) for p in paths)
+        need += sum(4 * max(1, cfg["num_classes"]) * math.prod(image_size(p)) for p in paths)
     check_output_folder(out_dir, "-o", need)
-    window = SlidingWindow(cfg["img_size"], sliding_window, sw_overlap, sw_scale, batch_size)
     with staged_folder(out_dir) as stage:
         cases = case_probabilities(ensemble, paths, window, batch_size, workers, progress, "predict")
         for i, probs, _ in cases:
@@ -128,11 +129,6 @@ def load_probabilities(path: str | Path) -> np.ndarray:
         if "probabilities" not in archive:
             raise ConfigError(f"{path} holds no 'probabilities' array; is it a file of specmamba predict?")
         return archive["probabilities"]
-
-
-def _pixels(path: Path) -> int:
-    with Image.open(path) as image:  # reads the header only
-        return image.size[0] * image.size[1]
 
 
 def planned_outputs(

@@ -78,8 +78,8 @@ def test_resume_after_stop_mid_epoch_equals_uninterrupted_run(tiny_synth, tmp_pa
         trainer_module,
         "_build_optimizer",
         lambda model, criterion, cfg: _StopAfter(
-            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-        ),
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+        ),  # fused, like the trainer's own (engine.optimizer)
     )
     with pytest.raises(KeyboardInterrupt):
         train(_config(tiny_synth, tmp_path / "cut"))

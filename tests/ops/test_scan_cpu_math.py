@@ -136,6 +136,76 @@ def test_streamed_tile_stores_equal_cached_ones(dtype):
     np.testing.assert_array_equal(cached[0, :, 16:48], tile[0].T)
 
 
+def _bf16_bits(values: np.ndarray) -> np.ndarray:
+    """torch's float32 -> bfloat16 rounding (nearest even), as int16 bit patterns; NaN as the kernels
+    write it, 0x7FC0 (torch's own NaN bits differ between its scalar and vector paths)."""
+    import torch
+
+    bits = torch.from_numpy(values).to(torch.bfloat16).view(torch.int16).numpy()
+    return np.where(np.isnan(values), np.int16(0x7FC0), bits)
+
+
+def _special_float32(count: int) -> np.ndarray:
+    # Ties (bit 15 set, the rest of the low half 0) of both parities, just above and below them, signed
+    # zeros, the largest finite values (which round to inf), infinities, NaNs, denormals, random values.
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2**32, count, dtype=np.uint64).astype(np.uint32)
+    bits[0::7] = (bits[0::7] & 0xFFFF0000) | 0x8000
+    bits[1::7] = (bits[1::7] & 0xFFFF0000) | 0x8001
+    bits[2::7] = (bits[2::7] & 0xFFFF0000) | 0x7FFF
+    special = np.array(
+        [
+            0,
+            0x80000000,
+            0x7F7FFFFF,
+            0xFF7FFFFF,
+            0x7F800000,
+            0xFF800000,
+            0x7FC00000,
+            0xFFFFFFFF,
+            0x7F800001,
+            0x00000001,
+            0x007FFFFF,
+            0x3F808000,
+            0x3F818000,
+        ],
+        np.uint32,
+    )
+    bits[3 : 3 + special.size] = special
+    return bits.view(np.float32)
+
+
+@pytest.mark.parametrize("rev", [False, True], ids=["forward", "reversed"])
+def test_bfloat16_tiles_widen_and_round_as_torch(rev):
+    # int16 rows are bfloat16 bits: into float32 tiles exactly (both the register block and the ragged
+    # element copies of the 21 x 37 window), and back rounded as torch rounds, specials included.
+    import torch
+
+    values = _special_float32(2 * 30 * 50).reshape(2, 30, 50)
+    src = _bf16_bits(values)
+    tile = np.zeros((1, 40, 64), np.float32)
+    _transpose_rows(src, tile, rev)
+    wide = torch.from_numpy(src).view(torch.bfloat16).float().numpy()
+    last = src.shape[2] - 1
+    cols = last - (5 + np.arange(37)) if rev else 5 + np.arange(37)
+    np.testing.assert_array_equal(tile[0, :37, :21].view(np.uint32), wide[1, 3:24][:, cols].T.view(np.uint32))
+    tile[0, :37, :21] = _special_float32(37 * 21).reshape(37, 21)
+    back = np.zeros(src.shape, np.int16)
+    _transpose_back(tile, back)
+    np.testing.assert_array_equal(back[1, 3:24, 5:42], _bf16_bits(np.ascontiguousarray(tile[0, :37, :21].T)))
+    back[1, 3:24, 5:42] = 0
+    assert not back.any()
+
+
+def test_streamed_bfloat16_stores_equal_cached_ones():
+    tile = _special_float32(32 * 32).reshape(1, 32, 32)
+    cached, streamed = _aligned((1, 32, 64), np.int16), _aligned((1, 32, 64), np.int16)
+    _store_tile(tile, cached, 0)
+    _store_tile(tile, streamed, 1)
+    np.testing.assert_array_equal(streamed, cached)
+    np.testing.assert_array_equal(cached[0, :, 16:48], _bf16_bits(np.ascontiguousarray(tile[0].T)))
+
+
 # The backward's register values (scan_cpu._Vec: BWD_STATES x LANES values, value s * LANES + c).
 _VW = scan_cpu.BWD_STATES * scan_cpu.LANES
 

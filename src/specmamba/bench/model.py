@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..engine.optimizer import build_optimizer
 from ..errors import BackendUnavailableError, ConfigError
 from ..layers.scan_backend import scan_modules
 from ..losses import build_criterion
@@ -149,7 +150,7 @@ def _train_step(model: torch.nn.Module, x: Tensor, masks: Tensor, amp: bool) -> 
     criterion = build_criterion(
         "bce_dice", model.num_classes, aux_weighting=getattr(model, "aux_weighting", None)
     ).to(x.device)
-    optimizer = torch.optim.AdamW([*model.parameters(), *criterion.parameters()], lr=1e-3, weight_decay=1e-2)
+    optimizer = build_optimizer(model, criterion, "adamw", lr=1e-3, weight_decay=1e-2)  # the trainer's
     model.train()
 
     def step() -> None:

@@ -86,6 +86,7 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from .optimizer import build_optimizer
 from .release import export_release
 from .run_folder import RunFolder
 from .schedule import warmup_cosine
@@ -585,14 +586,8 @@ def _foreground_scores(labels: torch.Tensor, masks: torch.Tensor, num_classes: i
 
 
 def _build_optimizer(model: nn.Module, criterion: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam(W) over the model's parameters and, in a second group without weight decay, the criterion's
-    (only when it has any, so that runs of parameter-free losses keep a one-group optimizer)."""
-    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
-    loss_params = [p for p in criterion.parameters() if p.requires_grad]
-    if loss_params:
-        groups.append({"params": loss_params, "weight_decay": 0.0})
-    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """The run's Adam(W) (:func:`specmamba.engine.optimizer.build_optimizer`, fused where PyTorch can)."""
+    return build_optimizer(model, criterion, cfg.optimizer, cfg.lr, cfg.weight_decay)
 
 
 def _weights_only(ckpt: dict[str, Any]) -> dict[str, Any]:

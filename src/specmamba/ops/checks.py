@@ -12,9 +12,16 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["check_scan_inputs"]
+__all__ = ["check_scan_inputs", "scan_compute_dtype"]
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def scan_compute_dtype(u, delta, A, B, C) -> torch.dtype:
+    """The dtype every backend's recurrence runs in: float64 if any of u/delta/A/B/C is float64, else
+    float32 (half-precision inputs included)."""
+    wide = torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
+    return torch.float64 if wide else torch.float32
 
 
 def _check_vec(name: str, t: torch.Tensor | None, d: int) -> None:

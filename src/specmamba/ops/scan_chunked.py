@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .checks import scan_compute_dtype
 
 __all__ = ["auto_chunk_length", "check_chunk_length", "chunk_length", "scan_chunked"]
 
@@ -85,9 +86,7 @@ def scan_chunked(
     u, delta, z: (b, d, l); A: (d, n); B, C: (b, g, n, l); D, delta_bias: (d,). Computes in float32
     (float64 if any of u/delta/A/B/C is float64).
     """
-    cdt = (
-        torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype) else torch.float32
-    )
+    cdt = scan_compute_dtype(u, delta, A, B, C)
     b, d, length = u.shape
     g, n = B.shape[1], A.shape[1]
     e = d // g

@@ -104,6 +104,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
+from .checks import scan_compute_dtype
 from .directions import DirectionSet
 from .scan_grads import assemble_scan_grads, ordered_sum
 
@@ -253,6 +254,12 @@ def _f32_to_bf16_ir(builder, values, width):
 _TILE_DTYPES = (types.float32, types.int16)
 
 
+def _transposable(src_dtype, dst_dtype) -> bool:
+    """Whether :func:`_transpose16` takes these element types: float32 tiles, one side of which may be
+    bfloat16 bits."""
+    return src_dtype in _TILE_DTYPES and dst_dtype in _TILE_DTYPES and types.float32 in (src_dtype, dst_dtype)
+
+
 @intrinsic
 def _transpose16(typingctx, src, sidx, dst, didx, dstep, stream):
     """dst rows didx[-2] + r * dstep, columns didx[-1] ... + 16 <- the transpose of the 16 x 16 block of
@@ -271,7 +278,7 @@ def _transpose16(typingctx, src, sidx, dst, didx, dstep, stream):
     first (a 16 KB stride at l = 4096 also puts all 16 in one L1 set): 6-7% of its time.
     """
     ok = _is_index(src, sidx, _TILE_DTYPES) and _is_index(dst, didx, _TILE_DTYPES)
-    if not (ok and types.float32 in (src.dtype, dst.dtype)):
+    if not (ok and _transposable(src.dtype, dst.dtype)):
         return None
     sig = types.void(src, sidx, dst, didx, dstep, stream)
 
@@ -742,7 +749,7 @@ def _tr16(src, sidx, dst, didx, dstep, stream):
 
 @overload(_tr16)
 def _tr16_impl(src, sidx, dst, didx, dstep, stream):
-    if src.dtype in _TILE_DTYPES and dst.dtype in _TILE_DTYPES and types.float32 in (src.dtype, dst.dtype):
+    if _transposable(src.dtype, dst.dtype):
 
         def impl32(src, sidx, dst, didx, dstep, stream):
             _transpose16(src, sidx, dst, didx, dstep, stream)
@@ -1349,11 +1356,7 @@ class _NumbaScan(torch.autograd.Function):
         d, n = A.shape
         g = B.shape[1]
         K = d // du
-        cdt = (
-            torch.float64
-            if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype)
-            else (torch.float32)
-        )
+        cdt = scan_compute_dtype(u, delta, A, B, C)
         sdt = _storage_dtype(cdt, u, delta, B, C, z)
         cv = [t.detach().to(dt).contiguous() for t, dt in zip((u, delta, A, B, C), (sdt, sdt, cdt, sdt, sdt))]
         Dc = D.detach().to(cdt).contiguous() if D is not None else torch.zeros(d, dtype=cdt)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .checks import scan_compute_dtype
+
 __all__ = ["scan_ref"]
 
 
@@ -33,9 +35,7 @@ def scan_ref(
     (float64 if any of u/delta/A/B/C is float64); ``out`` (b, d, l) is cast back to u's dtype and
     ``last_state`` (b, d, n) stays in the compute dtype.
     """
-    cdt = (
-        torch.float64 if torch.float64 in (u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype) else torch.float32
-    )
+    cdt = scan_compute_dtype(u, delta, A, B, C)
     b, d, length = u.shape
     g = B.shape[1]
     uc, dt, Ac = u.to(cdt), delta.to(cdt), A.to(cdt)

@@ -13,10 +13,30 @@ from specmamba.errors import BackendUnavailableError, ConfigError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_cpu_rows_json_and_table(tmp_path, capsys):
+@pytest.fixture(params=[None, "no oneDNN bf16 kernels here"], ids=["bf16-native", "bf16-slow"])
+def slow_bf16(request, monkeypatch):
+    """Both kinds of CPU: with oneDNN bf16 kernels (bf16 rows timed) and without (skipped, said why)."""
+    monkeypatch.setattr("specmamba.bench.model.why_cpu_bf16_is_slow", lambda: request.param)
+    return request.param
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """A CPU with oneDNN bf16 kernels, so that the bf16 rows are timed whatever this machine is."""
+    monkeypatch.setattr("specmamba.bench.model.why_cpu_bf16_is_slow", lambda: None)
+
+
+def test_cpu_rows_json_and_table(tmp_path, capsys, slow_bf16):
     out = tmp_path / "bench.json"
     result = bench_model(model="test_vmunet", img_size=32, repeats=1, json_path=out, compare_to=None)
     rows = result["rows"]
+    printed = capsys.readouterr().out
+    if slow_bf16:
+        assert [r["precision"] for r in rows] == ["fp32", "fp32", "fp32"]
+        assert f"CPU bf16 rows skipped: {slow_bf16}" in printed and "bf16 autocast" not in printed
+        assert result["meta"]["cpu_bf16"] == f"bf16 rows skipped: {slow_bf16}"
+        return
+    assert "cpu_bf16" not in result["meta"]
     assert [r["backend"] for r in rows] == ["cpu", "ref", "cpu", "auto", "auto"]
     assert [r["unit"] for r in rows] == ["s", "s", "s", "img/s", "img/s"]
     assert [r["precision"] for r in rows] == ["fp32", "fp32", "bf16", "fp32", "bf16"]  # bf16: opt-in autocast
@@ -28,7 +48,6 @@ def test_cpu_rows_json_and_table(tmp_path, capsys):
     assert result["meta"]["model"] == "test_vmunet" and result["meta"]["img_size"] == 32
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert not list(tmp_path.glob("*.tmp"))
-    printed = capsys.readouterr().out
     assert "scan backend cpu" in printed and "scan backend ref" in printed and "training, images/s" in printed
     assert "scan backend cpu, bf16 autocast" in printed and "bf16 autocast, AdamW step" in printed
     # every figure as GFLOP/s and a share of the GEMM peak measured in the same run
@@ -40,7 +59,7 @@ def test_cpu_rows_json_and_table(tmp_path, capsys):
     assert "% of peak" in printed
 
 
-def test_another_model_is_set_against_the_comparison_model_in_the_same_run(capsys):
+def test_another_model_is_set_against_the_comparison_model_in_the_same_run(capsys, native_bf16):
     result = bench_model(
         model="test_spec_vmamba", img_size=32, backends=["cpu"], repeats=1, compare_to="test_vmunet"
     )
@@ -154,7 +173,7 @@ def test_cuda_section_logic_runs_on_cpu():
     assert all(r["reference"] is None and "vmunet_deep" in r["reference_note"] for r in rows)
 
 
-def test_a_deep_supervision_model_trains_through_the_criterion():
+def test_a_deep_supervision_model_trains_through_the_criterion(native_bf16):
     result = bench_model(
         model="test_vmaml_unet", img_size=64, backends=["cpu"], repeats=1, compare_to=None, verbose=False
     )

@@ -9,7 +9,8 @@ section 2 and print each one beside the figure the official VM-UNet code reached
   and training images/s (forward, BCE + Dice, backward, AdamW step) at a small batch, with the peak
   extra resident memory of a step; inference (fused scan) and training once more under the opt-in
   CPU bf16 autocast (:func:`specmamba.inference.autocast`; rows with ``precision`` "bf16"), each
-  timed in turns with its fp32 twin so that the pair's ratio survives the machine's drift.
+  timed in turns with its fp32 twin so that the pair's ratio survives the machine's drift. On a CPU
+  without oneDNN's bf16 kernels (no AVX-512) the bf16 rows are skipped and the header says why.
   References: the official network with its scan swapped for pure-PyTorch ones on a 2-core CPU
   (paper configuration, 256x256, batch 1): 15.3 s sequential, 11.8 s with mambapy's parallel scan
   (the official CUDA kernel does not run on CPU at all).
@@ -45,6 +46,7 @@ from torch import Tensor
 
 from ..engine.optimizer import build_optimizer
 from ..errors import BackendUnavailableError, ConfigError
+from ..inference import why_cpu_bf16_is_slow
 from ..layers.scan_backend import scan_modules
 from ..losses import build_criterion
 from ..models import create_model
@@ -187,7 +189,9 @@ def _bench_cpu(
     repeats: int,
     ref_budget_s: float,
     peak: dict[str, Any] | None = None,
+    bf16: bool = True,
 ) -> list[dict[str, Any]]:
+    """The CPU rows of ``model_name``: inference per backend, training; bf16 autocast rows if ``bf16``."""
     dev = torch.device("cpu")
     torch.manual_seed(0)
     model = create_model(model_name).eval()
@@ -210,7 +214,7 @@ def _bench_cpu(
                 seconds, estimated = estimate_s, True
             else:
                 seconds = time_ms(_infer(model, x), dev, repeats=1, warmup=0).median_ms / 1e3
-        elif backend == "cpu":  # with the opt-in CPU bf16 autocast (inference.autocast), in turns
+        elif backend == "cpu" and bf16:  # with the opt-in CPU bf16 autocast (inference.autocast), in turns
             calls = [_infer(model, x), _infer(model, x, amp=True)]
             seconds, bf16_s = (t.median_ms / 1e3 for t in time_interleaved(calls, dev, repeats, warmup=1))
         else:
@@ -252,9 +256,10 @@ def _bench_cpu(
     model.set_scan_backend("auto")
     xt, masks = _inputs(model, train_batch, img_size, dev)
     train_flops = model_flops(model, xt, backward=True)  # in train mode: auxiliary heads count
-    steps = [_train_step(model, xt, masks, amp=amp) for amp in (False, True)]  # fp32, bf16: in turns
+    precisions = (False, True) if bf16 else (False,)
+    steps = [_train_step(model, xt, masks, amp=amp) for amp in precisions]  # fp32, bf16: in turns
     timings = time_interleaved(steps, dev, repeats, warmup=1)
-    for amp, step, timing in zip((False, True), steps, timings):
+    for amp, step, timing in zip(precisions, steps, timings):
         mem = peak_extra_bytes(step, dev)
         tag = "bf16 autocast" if amp else "fp32"
         rows.append(
@@ -499,7 +504,11 @@ def bench_model(
         "cpu_count": os.cpu_count(),
         "repeats": {"cpu": repeats or 3, "cuda": repeats or 10},
         "gpu": torch.cuda.get_device_name() if run_cuda else None,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+    slow_bf16 = why_cpu_bf16_is_slow()
+    if run_cpu and slow_bf16:
+        meta["cpu_bf16"] = f"bf16 rows skipped: {slow_bf16}"
     if device == "all" and not run_cuda:
         meta["cuda"] = "not available: CUDA section skipped"
     rows: list[dict[str, Any]] = []
@@ -510,7 +519,15 @@ def bench_model(
         if run_cpu:
             peak = meta["gemm"] = gemm_peak("cpu")
             rows += _bench_cpu(
-                model, img_size, batch or 1, train_batch or 2, cpu_backends, repeats or 3, ref_budget_s, peak
+                model,
+                img_size,
+                batch or 1,
+                train_batch or 2,
+                cpu_backends,
+                repeats or 3,
+                ref_budget_s,
+                peak,
+                bf16=not slow_bf16,
             )
             if meta["compare_to"] and "cpu" in cpu_backends:
                 rows += _bench_cpu(
@@ -522,6 +539,7 @@ def bench_model(
                     repeats or 3,
                     ref_budget_s,
                     peak,
+                    bf16=not slow_bf16,
                 )
                 rows += _ratio_rows(rows, model, compare_to)
         if run_cuda:
@@ -548,6 +566,8 @@ def render(result: dict) -> str:
         head += ", load average " + " ".join(f"{v:.2f}" for v in meta["load_average"])
     if meta.get("cuda"):
         head += f"\nCUDA {meta['cuda']}"
+    if meta.get("cpu_bf16"):
+        head += f"\nCPU {meta['cpu_bf16']}"
     gemm = meta.get("gemm")
     if gemm:
         head += (

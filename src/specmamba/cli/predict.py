@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--cpu-bf16",
         action="store_true",
-        help="bf16 autocast on CPU as well (faster GEMMs on AVX512-BF16 CPUs; masks may differ slightly)",
+        help="bf16 autocast on CPU as well (faster GEMMs on AVX512-BF16 CPUs, much slower without AVX-512, "
+        "where it warns; masks may differ slightly)",
     )
     add_inference_flags(parser)
     parser.set_defaults(func=run)

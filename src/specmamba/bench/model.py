@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..cpu_malloc import malloc_state
 from ..engine.optimizer import build_optimizer
 from ..errors import BackendUnavailableError, ConfigError
 from ..inference import why_cpu_bf16_is_slow
@@ -505,6 +506,7 @@ def bench_model(
         "repeats": {"cpu": repeats or 3, "cuda": repeats or 10},
         "gpu": torch.cuda.get_device_name() if run_cuda else None,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_malloc": malloc_state(),
     }
     slow_bf16 = why_cpu_bf16_is_slow()
     if run_cpu and slow_bf16:
@@ -568,6 +570,8 @@ def render(result: dict) -> str:
         head += f"\nCUDA {meta['cuda']}"
     if meta.get("cpu_bf16"):
         head += f"\nCPU {meta['cpu_bf16']}"
+    if meta.get("cpu_malloc"):
+        head += f"\nCPU malloc: {meta['cpu_malloc']}"
     gemm = meta.get("gemm")
     if gemm:
         head += (

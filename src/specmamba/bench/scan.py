@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..cpu_malloc import malloc_state
 from ..errors import BackendUnavailableError, ConfigError
 from ..ops import available_backends, cross_merge, cross_scan, selective_scan, ss2d_selective_scan
 from .peak import UPDATE_FLOPS, gemm_peak, rate, scan_flops
@@ -241,6 +242,7 @@ def bench_scan(
         "ref_budget_s": ref_budget_s,
         "shapes": {str(s): list(table[s]) for s in stages},
         "gemm": peak,
+        "cpu_malloc": malloc_state() if dev.type == "cpu" else None,
     }
     scan_rows: list[dict] = []
     ss2d_rows: list[dict] = []
@@ -347,6 +349,8 @@ def _render(result: dict) -> str:
             f"{gemm['gflops']:.0f} GFLOP/s; the scan's GFLOP/s count {UPDATE_FLOPS} FLOPs per state update "
             "(fwd+bwd: 3x the forward)"
         )
+    if meta.get("cpu_malloc"):
+        head += f"\nCPU malloc: {meta['cpu_malloc']}"
     with_anchor = any(r.get("vs_mamba_ssm_fwd_bwd") is not None for r in result["scan"])
     rows = []
     for r in result["scan"]:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..cpu_malloc import tune_cpu_malloc
 from ..disk import output_error
 from ..errors import SpecMambaError
 from . import audit, bench, demo, evaluate, export, models, predict, synth, train
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("specmamba").setLevel(logging.INFO)
     warnings.formatwarning = _one_line_warning
+    tune_cpu_malloc()  # freed tensor memory kept for reuse: no page faults per step (cpu_malloc.py)
     try:
         return int(args.func(args) or 0)
     except SpecMambaError as err:

@@ -8,7 +8,8 @@ What users of nnU-Net and MONAI expect at inference, for ``specmamba predict`` a
 * **Ensembles**: any number of checkpoints of ``specmamba train``. They must agree on the number of
   classes, the input channels and the training size (a ConfigError names the checkpoint that does
   not); each member sees the batch in its own normalisation (an exact affine re-mapping of the first
-  member's, so members trained on differently normalised data still combine).
+  member's, so members trained on differently normalised data still combine; a member normalised
+  like the first sees the batch unchanged).
 * **The average**: every pass's logits are resized (bilinear) to the case's own size, turned into
   probabilities (sigmoid for one class, softmax over the classes otherwise), and summed in a fixed
   order (members in the order given, then the four flips), then divided by the number of passes. With
@@ -152,7 +153,10 @@ class Ensemble:
         raw = images * first.std + first.mean if len(self.members) > 1 else None
         passes = []
         for member in self.members:
-            x = images if member is first else (raw - member.mean) / member.std
+            # A member normalised like the first sees the batch itself: the round trip through raw
+            # pixels would perturb it by float32 rounding, which the network amplifies.
+            same = torch.equal(member.mean, first.mean) and torch.equal(member.std, first.std)
+            x = images if same else (raw - member.mean) / member.std
             for dims in self.flips:
                 with autocast(self.device, member.ckpt["config"].get("amp", True), self.cpu_bf16):
                     view = x.flip(dims) if dims else x

@@ -166,7 +166,6 @@ class SS2D(nn.Module):
         x_dbl = torch.matmul(proj, x.reshape(b, d, length))  # (K*(R+2N), D) @ (B, D, L) -> (B, K*(R+2N), L)
         x_dbl = SS2D_DIRECTIONS.to_step_order(x_dbl.view(b, k, r + 2 * n, length), h, w)  # (B, K, R+2N, L)
         dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)  # (B, K, R, L), (B, K, N, L), (B, K, N, L)
-        dts = torch.matmul(self.dt_projs_weight, dts)  # (K, D, R) @ (B, K, R, L) -> (B, K, D, L)
         As = -torch.exp(at_least_fp32(self.A_logs))  # (K*D, N)
         return ss2d_selective_scan(
             x,
@@ -179,6 +178,7 @@ class SS2D(nn.Module):
             delta_softplus=True,
             backend=self.scan_backend,
             directions=SS2D_DIRECTIONS,
+            dt_proj=self.dt_projs_weight,  # delta = dt_projs_weight @ dts, inside the CPU kernel at inference
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -51,6 +51,11 @@ def cross_merge(ys: torch.Tensor, h: int, w: int, directions: DirectionSet = SS2
     return directions.merge(ys, h, w)
 
 
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd would record an op on ``tensors`` here (grad mode on, one requires grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def ss2d_selective_scan(
     x: torch.Tensor,
     delta: torch.Tensor,
@@ -62,6 +67,7 @@ def ss2d_selective_scan(
     delta_softplus: bool = True,
     backend: str = "auto",
     directions: DirectionSet = SS2D,
+    dt_proj: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fused directional scan: cross_merge(selective_scan(cross_scan(x), ...)), (b, d, h, w) -> (b, d, h*w).
 
@@ -76,6 +82,10 @@ def ss2d_selective_scan(
         backend: as for :func:`~specmamba.ops.selective_scan`; ``cpu`` (any set) and ``triton`` (walk
             sets) run the fused kernels, others the composition with the torch cross-scan/merge.
         directions: the :class:`~specmamba.ops.directions.DirectionSet` (default SS2D's four walks).
+        dt_proj: optional (K, d, R) dt projection (SS2D's ``dt_projs_weight``); delta is then the
+            (b, K, R, l) low-rank dt (x_proj's first R rows) and the scan's delta is dt_proj @ delta.
+            Where no gradient is needed the ``cpu`` backend forms it tile by tile inside the kernel
+            (no (b, K*d, l) tensor, no GEMM); otherwise the product is taken first.
 
     Returns the merged output (b, d, h*w) in row-major order, in x's dtype (the scan state is
     float32, float64 for float64 inputs). Differentiable in every tensor argument.
@@ -84,6 +94,31 @@ def ss2d_selective_scan(
         raise ConfigError(f"ss2d_selective_scan: x must be (b, d, h, w), got shape {tuple(x.shape)}.")
     b, d, h, w = x.shape
     length, k = h * w, directions.k
+    if B.dim() != 4 or B.shape[1] % k:
+        raise ConfigError(
+            f"ss2d_selective_scan: B/C must be (b, g, n, h*w) with g a multiple of {k} (at least one group "
+            f"per direction of {directions.name}), got {tuple(B.shape)}."
+        )
+    name = resolve_backend(backend, x.device)
+    u_like = x.new_zeros(()).expand(b, k * d, length)  # shape/dtype/device of the scan input, no memory
+    if dt_proj is not None:
+        r = dt_proj.shape[-1] if dt_proj.dim() == 3 else 0
+        if dt_proj.dim() != 3 or dt_proj.shape[:2] != (k, d) or delta.shape != (b, k, r, length):
+            raise ConfigError(
+                f"ss2d_selective_scan: with dt_proj, dt_proj must be ({k}, d, R) with d = {d} and delta the "
+                f"low-rank dt (b, {k}, R, h*w) = {(b, k, r, length)}; got dt_proj {tuple(dt_proj.shape)} "
+                f"and delta {tuple(delta.shape)}."
+            )
+        fused = name == "cpu" and k > 1 and not _needs_grad(x, delta, A, B, C, D, delta_bias, dt_proj)
+        if fused:
+            delta_like = delta.new_zeros(()).expand(b, k * d, length)
+            check_scan_inputs(u_like, delta_like, A, B, C, D, None, delta_bias)
+            from .scan_cpu import directional_scan_cpu
+
+            return directional_scan_cpu(
+                x, delta, A, B, C, D, delta_bias, delta_softplus, directions, dt_proj.reshape(k * d, r)
+            )
+        delta = torch.matmul(dt_proj, delta)  # (K, d, R) @ (b, K, R, l) -> (b, K, d, l)
     if delta.dim() == 4:
         if delta.shape != (b, k, d, length):
             raise ConfigError(
@@ -96,14 +131,7 @@ def ss2d_selective_scan(
             f"ss2d_selective_scan: delta must be (b, {k}*d, h*w) = {(b, k * d, length)} or "
             f"(b, {k}, d, h*w), got {tuple(delta.shape)}."
         )
-    if B.dim() != 4 or B.shape[1] % k:
-        raise ConfigError(
-            f"ss2d_selective_scan: B/C must be (b, g, n, h*w) with g a multiple of {k} (at least one group "
-            f"per direction of {directions.name}), got {tuple(B.shape)}."
-        )
-    u_like = x.new_zeros(()).expand(b, k * d, length)  # shape/dtype/device of the scan input, no memory
     check_scan_inputs(u_like, delta, A, B, C, D, None, delta_bias)
-    name = resolve_backend(backend, x.device)
     # The fused kernels treat one direction as the identity walk: K = 1 sets run as the composition.
     if name == "cpu" and k > 1:
         from .scan_cpu import directional_scan_cpu

@@ -82,6 +82,14 @@ How it is fast (issue 17; figures in ``specmamba bench scan``, which times the k
   per-direction du likewise. An earlier layout, one work item per channel block for all k with the
   gathers and the merge done inside the kernel, took 1.3x the time of the plain kernel on the same
   work; this one is at parity with the composition and bitwise equal to it.
+* The dt projection at inference (``directional_scan_cpu(..., dt_proj=W)``, forward only): SS2D's
+  delta is W (K*du, R) @ dt with R = ceil(C / 16) small (6 at VM-UNet's stage 1), so instead of a
+  (b, K*du, l) delta tensor made by a batched GEMM and then transposed into tiles, the kernel loads
+  the (T, R) dt tile and forms each (T, W) delta tile with R FMAs per value, in r order (R FMAs
+  against the ~18 vector operations of each of the n state updates that value feeds). Bitwise the
+  GEMM's product where that sums in r order too (MKL did at the model's shapes, AVX-512 host);
+  vmunet inference 1.10x, spec_vmamba 1.14x, vmaml_unet 1.15x (interleaved A/B, two cores).
+  Training keeps the product taken first: the backward needs delta and returns its gradient.
 
 Numba is imported here, and this module is imported only when the ``cpu`` backend is first used.
 Kernels are compiled on first use per dtype (float32, float64, and float32 with bfloat16 storage) and
@@ -936,12 +944,13 @@ def _lane_trees(G, slot, t, n, red, out, b, grp, split, t0):
 
 
 @njit(parallel=True, error_model="numpy", fastmath=_FAST, cache=True)
-def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, out, last, states):  # noqa: C901
+def _fwd_kernel(srcs, delta, dtw, A, B, C, D, z, bias, perm, walks, ublocks, opts, out, last, states):  # noqa: C901
     softplus_on = opts[0] != 0
     has_z = opts[1] != 0
     save = opts[2] != 0
     chunk = opts[3]
-    bsz, d, L = delta.shape
+    low_rank = opts[6] != 0  # delta holds (b*K, R, l) dt rows; the channels' delta is dtw @ them
+    bsz, d, L = out.shape
     du = srcs.shape[1]
     n = A.shape[1]
     K = d // du
@@ -952,6 +961,7 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
     span = opts[5]  # steps per tile, a multiple of chunk
     dt = A.dtype  # the compute dtype (inputs may be bfloat16 bits)
     W = FWD_LANES
+    R = dtw.shape[1]
     xs = np.empty((nth, n, W), dtype=dt)  # state tile (n, W)
     A2 = np.empty((nth, n, W), dtype=dt)  # A * log2(e): the decay is 2**(delta * A2)
     Dv = np.empty((nth, W), dtype=dt)
@@ -962,6 +972,8 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
     zz = np.empty((nth, span, W), dtype=dt)
     Bt = np.empty((nth, span, n), dtype=dt)
     Ct = np.empty((nth, span, n), dtype=dt)
+    Rt = np.empty((nth, span, R), dtype=dt)  # low-rank dt tile (T, R)
+    Wt = np.empty((nth, R, W), dtype=dt)  # this block's dt projection, (R, W)
     dlu = np.empty((nth, W), dtype=dt)
     yacc = np.empty((nth, W), dtype=dt)
     for item in prange(bsz * K * nblk):  # one (batch, direction, channel block) each
@@ -983,6 +995,9 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
                 xs[slot, s, c] = 0
             Dv[slot, c] = D[i0 + c] if valid else 0
             bv[slot, c] = bias[i0 + c] if valid else 0
+            if low_rank:  # (no ``valid and low_rank``: a bool copy in the body drops noalias, see above)
+                for r in range(R):
+                    Wt[slot, r, c] = dtw[i0 + c, r] if valid else 0
             if not valid:
                 for t in range(span):
                     uu[slot, t, c] = 0
@@ -991,7 +1006,17 @@ def _fwd_kernel(srcs, delta, A, B, C, D, z, bias, perm, walks, ublocks, opts, ou
         for t0 in range(0, L, span):  # tiles of ``span`` steps: long contiguous reads of every row
             tl = min(span, L - t0)
             _walk_to_tile(uu, slot, srcs, srow, perm, k, mode, c0, nc, t0, tl)
-            _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, False)
+            if low_rank:  # delta = dtw @ dt, R FMAs per value, in r order
+                _rows_to_tile(Rt, slot, delta, b * K + k, 0, R, t0, tl, False)
+                for t in range(tl):
+                    for c in range(W):
+                        dl[slot, t, c] = 0
+                    for r in range(R):
+                        rv = Rt[slot, t, r]
+                        for c in range(W):
+                            dl[slot, t, c] += rv * Wt[slot, r, c]
+            else:
+                _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, False)
             if has_z:
                 _rows_to_tile(zz, slot, z, b, i0, nc, t0, tl, False)
             if softplus_on:  # over whole (T, W) tiles: vectorised
@@ -1346,58 +1371,76 @@ def _sources(t: torch.Tensor, walk: tuple[int, int, DirectionSet] | None):
     return srcs, dummy_perm, walks
 
 
+def _forward(u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus, save, dt_proj=None):
+    """Run the forward kernel: ``(out, last, saved)``, out (b, du, l) merged where ``walk`` is given
+    (else (b, d, l)), last (b, d, n), and ``saved`` the backward's tensors (None unless ``save``).
+
+    ``dt_proj`` (d, R): delta is then (b, K, R, l) low-rank dt and the kernel computes each tile's
+    delta as dt_proj @ dt itself (forward only: the backward needs the full delta)."""
+    b, du, length = u.shape
+    d, n = A.shape
+    g = B.shape[1]
+    K = d // du
+    cdt = scan_compute_dtype(u, delta, A, B, C)
+    sdt = _storage_dtype(cdt, u, delta, B, C, z)
+    srcs, pm, walks = _sources(u.detach().to(sdt).contiguous(), walk)
+    cv = [t.detach().to(dt).contiguous() for t, dt in zip((delta, A, B, C), (sdt, cdt, sdt, sdt))]
+    Dc = D.detach().to(cdt).contiguous() if D is not None else torch.zeros(d, dtype=cdt)
+    bc = delta_bias.detach().to(cdt).contiguous() if delta_bias is not None else torch.zeros(d, dtype=cdt)
+    zc = z.detach().to(sdt).contiguous() if z is not None else torch.zeros(1, 1, 1, dtype=sdt)
+    low_rank = dt_proj is not None
+    dtw = dt_proj.detach().to(cdt).contiguous() if low_rank else torch.zeros(1, 1, dtype=cdt)
+    T = chunk_len(n)
+    nck = -(-length // T)
+    ublocks, _, _, _ = _plan(b, d, du, g)
+    out = torch.empty(b, d, length, dtype=cdt)  # per scan channel, in each direction's step order
+    last = torch.empty(b, d, n, dtype=cdt)
+    states = torch.empty(b, nck, n, d, dtype=cdt) if save else torch.empty(1, 1, 1, 1, dtype=cdt)
+    slots = _set_threads()
+    span = T * max(1, FWD_SPAN // T)
+    opts = np.array(
+        [int(delta_softplus), int(z is not None), int(save), T, slots, span, int(low_rank)], dtype=np.int64
+    )
+    with numba.parallel_chunksize(1):
+        _fwd_kernel(
+            _np(srcs),
+            _np(
+                cv[0].view(b * K, -1, length) if low_rank else cv[0]
+            ),  # low-rank dt: (batch x direction) rows
+            _np(dtw),
+            _np(cv[1]),
+            _np(cv[2].view(b * g, n, length)),  # B, C as (batch x group) rows
+            _np(cv[3].view(b * g, n, length)),
+            _np(Dc),
+            _np(zc),
+            _np(bc),
+            _np(pm),
+            walks,
+            ublocks,
+            opts,
+            _np(out),
+            _np(last),
+            _np(states),
+        )
+    if walk is not None:  # the directions' outputs back onto the map, summed in direction order
+        h, w, directions = walk
+        out = directions.merge_values(out.view(b, K, du, length), h, w, stored_forward=True)
+    saved = (srcs, *cv, Dc, zc, bc, pm, states, walks) if save else None
+    return out, last, saved
+
+
 class _NumbaScan(torch.autograd.Function):
     """Autograd wrapper of the two kernels; ``walk`` is None for a plain scan, (h, w, direction set) for
     the fused directional scan."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus):
-        b, du, length = u.shape
-        d, n = A.shape
-        g = B.shape[1]
-        K = d // du
-        cdt = scan_compute_dtype(u, delta, A, B, C)
-        sdt = _storage_dtype(cdt, u, delta, B, C, z)
-        cv = [t.detach().to(dt).contiguous() for t, dt in zip((u, delta, A, B, C), (sdt, sdt, cdt, sdt, sdt))]
-        Dc = D.detach().to(cdt).contiguous() if D is not None else torch.zeros(d, dtype=cdt)
-        bc = delta_bias.detach().to(cdt).contiguous() if delta_bias is not None else torch.zeros(d, dtype=cdt)
-        zc = z.detach().to(sdt).contiguous() if z is not None else torch.zeros(1, 1, 1, dtype=sdt)
-        srcs, pm, walks = _sources(cv[0], walk)
-        ctx.walk = walk
-        T = chunk_len(n)
-        nck = -(-length // T)
         save = any(ctx.needs_input_grad)
-        ublocks, _, _, _ = _plan(b, d, du, g)
-        out = torch.empty(b, d, length, dtype=cdt)  # per scan channel, in each direction's step order
-        last = torch.empty(b, d, n, dtype=cdt)
-        states = torch.empty(b, nck, n, d, dtype=cdt) if save else torch.empty(1, 1, 1, 1, dtype=cdt)
-        slots = _set_threads()
-        span = T * max(1, FWD_SPAN // T)
-        opts = np.array([int(delta_softplus), int(z is not None), int(save), T, slots, span], dtype=np.int64)
-        with numba.parallel_chunksize(1):
-            _fwd_kernel(
-                _np(srcs),
-                _np(cv[1]),
-                _np(cv[2]),
-                _np(cv[3].view(b * g, n, length)),  # B, C as (batch x group) rows
-                _np(cv[4].view(b * g, n, length)),
-                _np(Dc),
-                _np(zc),
-                _np(bc),
-                _np(pm),
-                walks,
-                ublocks,
-                opts,
-                _np(out),
-                _np(last),
-                _np(states),
-            )
-        if walk is not None:  # the directions' outputs back onto the map, summed in direction order
-            h, w, directions = walk
-            out = directions.merge_values(out.view(b, K, du, length), h, w, stored_forward=True)
+        out, last, saved = _forward(u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus, save)
+        ctx.walk = walk
         if save:
-            ctx.save_for_backward(srcs, *cv[1:], Dc, zc, bc, pm, states)
-            ctx.walks = walks
+            ctx.save_for_backward(*saved[:-1])
+            ctx.walks = saved[-1]
             ctx.flags = (delta_softplus, z is not None, D is not None, delta_bias is not None)
             ctx.dtypes = tuple(
                 t.dtype if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)
@@ -1484,15 +1527,22 @@ def directional_scan_cpu(
     delta_bias: torch.Tensor | None,
     delta_softplus: bool,
     directions: DirectionSet,
+    dt_proj: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fused cross-scan + scan + cross-merge on CPU: x (b, du, h, w) -> y (b, du, h*w).
 
     delta (b, K*du, l), A (K*du, n), B/C (b, g, n, l) with g a multiple of K = ``directions.k``; the
     scan input of direction k is read from x through the set's index, and the K outputs are summed in
     place, in direction order.
+
+    ``dt_proj`` (K*du, R), forward only (no autograd): delta is then the (b, K, R, l) low-rank dt and
+    the kernel forms each channel's delta as dt_proj @ dt per tile, so the (b, K*du, l) delta tensor
+    and its GEMM never exist.
     """
     b, du, h, w = x.shape
-    y, _ = _NumbaScan.apply(
-        x.reshape(b, du, h * w), delta, A, B, C, D, None, delta_bias, (h, w, directions), delta_softplus
-    )
+    u, walk = x.reshape(b, du, h * w), (h, w, directions)
+    if dt_proj is not None:
+        out, _, _ = _forward(u, delta, A, B, C, D, None, delta_bias, walk, delta_softplus, False, dt_proj)
+        return out.to(x.dtype)
+    y, _ = _NumbaScan.apply(u, delta, A, B, C, D, None, delta_bias, walk, delta_softplus)
     return y

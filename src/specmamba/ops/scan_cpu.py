@@ -1401,12 +1401,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus, save, dt
     opts = np.array(
         [int(delta_softplus), int(z is not None), int(save), T, slots, span, int(low_rank)], dtype=np.int64
     )
+    delta_rows = cv[0].view(b * K, -1, length) if low_rank else cv[0]  # low-rank dt: (batch x direction) rows
     with numba.parallel_chunksize(1):
         _fwd_kernel(
             _np(srcs),
-            _np(
-                cv[0].view(b * K, -1, length) if low_rank else cv[0]
-            ),  # low-rank dt: (batch x direction) rows
+            _np(delta_rows),
             _np(dtw),
             _np(cv[1]),
             _np(cv[2].view(b * g, n, length)),  # B, C as (batch x group) rows

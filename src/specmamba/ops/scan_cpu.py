@@ -1373,7 +1373,8 @@ def _sources(t: torch.Tensor, walk: tuple[int, int, DirectionSet] | None):
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus, save, dt_proj=None):
     """Run the forward kernel: ``(out, last, saved)``, out (b, du, l) merged where ``walk`` is given
-    (else (b, d, l)), last (b, d, n), and ``saved`` the backward's tensors (None unless ``save``).
+    (else (b, d, l)), last (b, d, n), and ``saved`` = (the backward's tensors, walks), None unless
+    ``save``.
 
     ``dt_proj`` (d, R): delta is then (b, K, R, l) low-rank dt and the kernel computes each tile's
     delta as dt_proj @ dt itself (forward only: the backward needs the full delta)."""
@@ -1424,7 +1425,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus, save, dt
     if walk is not None:  # the directions' outputs back onto the map, summed in direction order
         h, w, directions = walk
         out = directions.merge_values(out.view(b, K, du, length), h, w, stored_forward=True)
-    saved = (srcs, *cv, Dc, zc, bc, pm, states, walks) if save else None
+    saved = ((srcs, *cv, Dc, zc, bc, pm, states), walks) if save else None
     return out, last, saved
 
 
@@ -1438,8 +1439,8 @@ class _NumbaScan(torch.autograd.Function):
         out, last, saved = _forward(u, delta, A, B, C, D, z, delta_bias, walk, delta_softplus, save)
         ctx.walk = walk
         if save:
-            ctx.save_for_backward(*saved[:-1])
-            ctx.walks = saved[-1]
+            tensors, ctx.walks = saved
+            ctx.save_for_backward(*tensors)
             ctx.flags = (delta_softplus, z is not None, D is not None, delta_bias is not None)
             ctx.dtypes = tuple(
                 t.dtype if t is not None else None for t in (u, delta, A, B, C, D, z, delta_bias)

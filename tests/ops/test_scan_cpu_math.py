@@ -229,6 +229,22 @@ def test_vector_exp2_is_the_scalar_one(dtype):
 
 
 @numba.njit
+def _vec_softplus(x, out):
+    for i in range(0, x.shape[0], _VW):
+        scan_cpu._vstore(out, (i,), scan_cpu._vsoftplus32(scan_cpu._vload(x, (i,))))
+
+
+def test_vector_softplus_is_the_scalar_one():
+    # The forward's tile softplus: fsoftplus's float32 operations one for one, so bitwise equal over any
+    # pre-activation, the exp's cut-off at -87 and non-finite inputs included; NaN stays NaN.
+    edges = [-np.inf, np.inf, np.nan, -0.0, 0.0, -87.0, -87.5, 87.0, 1e30, -1e30]
+    x = np.concatenate([np.linspace(-120, 120, 64 * 4000), edges * 64]).astype(np.float32)[: 64 * 4010]
+    out = np.empty_like(x)
+    _vec_softplus(x, out)
+    np.testing.assert_array_equal(out, _run(1, x))
+
+
+@numba.njit
 def _vec_moves(rows, states, acc, first, out):
     # out[0] = rows[0] repeated per state; out[1] = states[0, :4] spread over lanes; out[2] = the load of
     # out[1] dropped (first = 0) or kept (first != 0); acc[0] = (acc[0] kept or dropped the same way) + the

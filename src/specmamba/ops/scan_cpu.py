@@ -23,7 +23,7 @@ How it is fast (issue 17; figures in ``specmamba bench scan``, which times the k
   product, softplus: ``_softplus_tile``). The backward works on blocks of BWD_STATES = 4 states x 16
   lanes held in registers (``_Vec``).
 * The decay is 2**(delta * A log2 e) with A log2 e precomputed per tile: a 2**f polynomial and an
-  exponent-field add, 14 vector operations per state update instead of libm's scalar ``expf``; the
+  exponent-field add, 11-12 vector operations per state update instead of libm's scalar ``expf``; the
   softplus / sigmoid of delta and z use a Cody-Waite e**x and a division-free log1p. Their accuracy
   is stated at each function and tested in ``tests/ops/test_scan_cpu_math.py``. float64 uses libm,
   for gradcheck. Only FMA contraction is enabled (``fastmath={"contract"}``), never reassociation.
@@ -412,8 +412,10 @@ _Q4, _Q5 = _F(0.009671512657180997), _F(0.001326472728292695)
 # Exponent clamp so that 2**k * p is assembled from bits without wrapping: k = round(y) in [-126, 128]
 # with p in [2**-1/2, 2**1/2] (ties round to even, so y = -125.5 gives k = -126 and p = 2**1/2). At the
 # top, k = 128 comes with p <= 1: finite below 2**128, and y >= 128 clamps to exactly 128, f = 0, p = 1,
-# whose bits plus 128 << 23 are those of +inf: the overflow needs no select of its own.
-_EXP2_LO, _EXP2_HI = _F(-125.5), _F(128.0)
+# whose bits plus 128 << 23 are those of +inf: the overflow needs no select of its own. Below the range
+# y is replaced by -127 (not clamped to -125.5): f = 0, p = 1, and 1.0's bits plus -127 << 23 are those
+# of +0.0, so the underflow needs no select of its own either (one vector operation fewer per update).
+_EXP2_LO, _EXP2_HI, _EXP2_ZERO = _F(-125.5), _F(128.0), _F(-127.0)
 # e**r on |r| <= ln(2)/2 as 1 + r q(r), q of degree 5 (2.0e-9 before rounding).
 _E1, _E2, _E3 = _F(1.0000000321650357), _F(0.49999994209022797), _F(0.16666431262654557)
 _E4, _E5, _E6 = _F(0.04166800204090031), _F(0.008374155309803831), _F(0.0013843653235169058)
@@ -441,14 +443,14 @@ _FAST = {"contract"}
 @njit(error_model="numpy", fastmath=_FAST)
 def _exp2_f32(y):
     """2**y, <= 2.3 ulp; 0 below 2**-125.5 (absolute error < 2e-38), inf from 2**128 (the overflow)."""
-    yc = min(max(y, _EXP2_LO), _EXP2_HI)
+    yc = _EXP2_ZERO if y < _EXP2_LO else y
+    yc = _EXP2_HI if _EXP2_HI < yc else yc
     kr = yc + _ROUND
     f = yc - (kr - _ROUND)  # f = y - round(y), exactly, in [-1/2, 1/2]
     p = ((((_Q5 * f + _Q4) * f + _Q3) * f + _Q2) * f + _Q1) * f + _ONE
     # 2**k * p by adding k to p's exponent field: round(y)'s bits sit in kr's low mantissa bits, and
     # (bits(kr) - bits(_ROUND)) << 23 == bits(kr) << 23 (mod 2**32) because bits(_ROUND) << 23 == 0.
-    res = _bits_to_f32(_f32_to_bits(p) + (_f32_to_bits(kr) << 23))
-    return _ZERO if y < _EXP2_LO else res
+    return _bits_to_f32(_f32_to_bits(p) + (_f32_to_bits(kr) << 23))
 
 
 @njit(error_model="numpy", fastmath=_FAST)
@@ -708,6 +710,48 @@ def _vmul(typingctx, a, b):
     return a(a, b), codegen
 
 
+def _host_has_vreduce() -> bool:
+    """Whether numba compiles for this host and it has AVX-512DQ's VREDUCEPS (numba's on-disk cache is
+    keyed on the CPU name and features, so a kernel compiled here is never served to another CPU)."""
+    if not _X86 or numba.config.CPU_NAME or numba.config.CPU_FEATURES:
+        return False
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("avx512dq", False))
+
+
+_HAS_VREDUCE = _host_has_vreduce()
+
+
+def _x86_reduce_ps(builder, v):
+    """v - round_to_nearest_even(v) per float32 value of a _VW vector: VREDUCEPS (imm 0), 16 at a time."""
+    f16 = ir.VectorType(ir.FloatType(), 16)
+    fnty = ir.FunctionType(f16, [f16, ir.IntType(32), f16, ir.IntType(16), ir.IntType(32)])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.mask.reduce.ps.512")
+    i32 = ir.IntType(32)
+    parts = [
+        builder.call(
+            fn,
+            [
+                _lanes(builder, v, list(range(j, j + 16))),
+                i32(0),
+                ir.Constant(f16, None),
+                ir.IntType(16)(-1),
+                i32(4),
+            ],
+        )
+        for j in range(0, _VW, 16)
+    ]
+    while len(parts) > 1:  # concatenate pairwise back to _VW values
+        parts = [
+            builder.shuffle_vector(
+                a, b, ir.Constant(ir.VectorType(i32, 2 * a.type.count), list(range(2 * a.type.count)))
+            )
+            for a, b in zip(parts[::2], parts[1::2])
+        ]
+    return parts[0]
+
+
 @intrinsic
 def _vexp2(typingctx, y):
     """2**y per value: float32 the polynomial of :func:`_exp2_f32`, operation for operation; float64
@@ -728,17 +772,19 @@ def _vexp2(typingctx, y):
         def fma(a, b, c):
             return _ir_fma(builder, a, b, c)
 
-        lo, hi = const(_EXP2_LO), const(_EXP2_HI)
-        yc = builder.call(_vec_intrinsic_fn(builder, "maxnum", vty, 2), [v, lo])
-        yc = builder.call(_vec_intrinsic_fn(builder, "minnum", vty, 2), [yc, hi])
+        hi = const(_EXP2_HI)
+        yc = builder.select(builder.fcmp_ordered("<", v, const(_EXP2_LO)), const(_EXP2_ZERO), v)
+        yc = builder.select(builder.fcmp_ordered("<", hi, yc), hi, yc)  # one vminps; a NaN stays NaN
         kr = builder.fadd(yc, const(_ROUND))
-        f = builder.fsub(yc, builder.fsub(kr, const(_ROUND)))
+        if _HAS_VREDUCE:  # f = y - round(y) in one instruction (VREDUCEPS), the same value exactly
+            f = _x86_reduce_ps(builder, yc)
+        else:
+            f = builder.fsub(yc, builder.fsub(kr, const(_ROUND)))
         p = fma(const(_Q5), f, const(_Q4))
         for q in (_Q3, _Q2, _Q1, _ONE):
             p = fma(p, f, const(q))
         k = builder.shl(builder.bitcast(kr, ity), ir.Constant(ity, [23] * _VW))
-        res = builder.bitcast(builder.add(builder.bitcast(p, ity), k), vty)
-        return builder.select(builder.fcmp_ordered("<", v, lo), const(0.0), res)
+        return builder.bitcast(builder.add(builder.bitcast(p, ity), k), vty)
 
     return y(y), codegen
 

@@ -229,19 +229,23 @@ def test_vector_exp2_is_the_scalar_one(dtype):
 
 
 @numba.njit
-def _vec_softplus(x, out):
+def _vec_softplus_sigmoid(x, sp, sg):
     for i in range(0, x.shape[0], _VW):
-        scan_cpu._vstore(out, (i,), scan_cpu._vsoftplus32(scan_cpu._vload(x, (i,))))
+        v = scan_cpu._vload(x, (i,))
+        e = scan_cpu._vexp_negabs32(v)
+        scan_cpu._vstore(sp, (i,), scan_cpu._vsoftplus_e(v, e))
+        scan_cpu._vstore(sg, (i,), scan_cpu._vsigmoid_e(v, e))
 
 
-def test_vector_softplus_is_the_scalar_one():
-    # The forward's tile softplus: fsoftplus's float32 operations one for one, so bitwise equal over any
-    # pre-activation, the exp's cut-off at -87 and non-finite inputs included; NaN stays NaN.
+def test_vector_softplus_and_sigmoid_are_the_scalar_ones():
+    # The kernels' delta tiles: fsoftplus's and fsigmoid's float32 operations one for one, so bitwise
+    # equal over any pre-activation, the exp's cut-off at -87 and non-finite inputs included.
     edges = [-np.inf, np.inf, np.nan, -0.0, 0.0, -87.0, -87.5, 87.0, 1e30, -1e30]
     x = np.concatenate([np.linspace(-120, 120, 64 * 4000), edges * 64]).astype(np.float32)[: 64 * 4010]
-    out = np.empty_like(x)
-    _vec_softplus(x, out)
-    np.testing.assert_array_equal(out, _run(1, x))
+    sp, sg = np.empty_like(x), np.empty_like(x)
+    _vec_softplus_sigmoid(x, sp, sg)
+    np.testing.assert_array_equal(sp, _run(1, x))
+    np.testing.assert_array_equal(sg, _run(2, x))
 
 
 @numba.njit

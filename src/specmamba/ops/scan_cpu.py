@@ -801,16 +801,19 @@ def _vadd(typingctx, a, b):
     return a(a, b), codegen
 
 
+def _float32_vec(x) -> bool:
+    return isinstance(x, _Vec) and x.dtype == types.float32
+
+
 @intrinsic
-def _vsoftplus32(typingctx, x):
-    """softplus per float32 value: :func:`fsoftplus`'s float32 operations (``_exp_nonpos_f32`` of -|x|,
-    then ``_log1p_unit_f32``), one for one, so bitwise its scalar result; a NaN stays NaN."""
-    if not (isinstance(x, _Vec) and x.dtype == types.float32):
+def _vexp_negabs32(typingctx, x):
+    """e**-|x| per float32 value: ``_exp_nonpos_f32(-abs(x))``'s operations one for one (the e of
+    :func:`fsoftplus` and :func:`fsigmoid`); a NaN stays NaN, as numba's scalar ``max`` keeps it."""
+    if not _float32_vec(x):
         return None
 
     def codegen(context, builder, signature, args):
-        v = args[0]
-        vty = v.type
+        vty = args[0].type
         ity = ir.VectorType(ir.IntType(32), _VW)
 
         def const(c):
@@ -819,8 +822,9 @@ def _vsoftplus32(typingctx, x):
         def fma(a, b, c):
             return _ir_fma(builder, a, b, c)
 
-        m = builder.fneg(builder.call(_vec_intrinsic_fn(builder, "fabs", vty, 1), [v]))  # -|x|
-        xc = builder.call(_vec_intrinsic_fn(builder, "maxnum", vty, 2), [m, const(_EXP_LO)])
+        m = builder.fneg(builder.call(_vec_intrinsic_fn(builder, "fabs", vty, 1), args))  # -|x|
+        lo = const(_EXP_LO)
+        xc = builder.select(builder.fcmp_ordered("<", m, lo), lo, m)  # max(-|x|, lo): one vmaxps, NaN kept
         kr = fma(xc, const(_LOG2E), const(_ROUND))
         k = builder.fsub(kr, const(_ROUND))
         r = fma(builder.fneg(k), const(_LN2_HI), xc)
@@ -830,14 +834,48 @@ def _vsoftplus32(typingctx, x):
             p = fma(p, r, const(c))
         kb = builder.shl(builder.bitcast(kr, ity), ir.Constant(ity, [23] * _VW))
         e = builder.bitcast(builder.add(builder.bitcast(p, ity), kb), vty)
-        e = builder.select(builder.fcmp_ordered("<", m, const(_EXP_LO)), const(0.0), e)
-        q = fma(e, const(_G8), const(_G7))
-        for c in (_G6, _G5, _G4, _G3, _G2, _G1, _G0):
-            q = fma(e, q, const(c))
-        pos = builder.select(builder.fcmp_ordered("<", v, const(0.0)), const(0.0), v)  # max(x, 0), NaN kept
-        return fma(e, q, pos)  # the scalar code's e * q + max(x, 0), contracted
+        return builder.select(builder.fcmp_ordered("<", m, lo), const(0.0), e)
 
     return x(x), codegen
+
+
+@intrinsic
+def _vsoftplus_e(typingctx, x, e):
+    """softplus(x) from e = e**-|x| (:func:`_vexp_negabs32`): max(x, 0) + ``_log1p_unit_f32(e)``, as
+    the scalar float32 code computes it, so bitwise :func:`fsoftplus`; a NaN stays NaN."""
+    if not (_float32_vec(x) and x == e):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v, e = args
+        vty = v.type
+
+        def fma(a, b, c):
+            return _ir_fma(builder, a, b, c)
+
+        q = fma(e, _ir_const(vty, _G8), _ir_const(vty, _G7))
+        for c in (_G6, _G5, _G4, _G3, _G2, _G1, _G0):
+            q = fma(e, q, _ir_const(vty, c))
+        zero = _ir_const(vty, 0.0)
+        pos = builder.select(builder.fcmp_ordered("<", v, zero), zero, v)  # max(x, 0), NaN kept
+        return fma(e, q, pos)  # the scalar code's e * q + max(x, 0), contracted
+
+    return x(x, e), codegen
+
+
+@intrinsic
+def _vsigmoid_e(typingctx, x, e):
+    """sigmoid(x) from e = e**-|x|: 1 / (1 + e), or e / (1 + e) for x < 0, as :func:`fsigmoid`."""
+    if not (_float32_vec(x) and x == e):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v, e = args
+        one = _ir_const(v.type, 1.0)
+        r = builder.fdiv(one, builder.fadd(one, e))
+        return builder.select(builder.fcmp_ordered(">=", v, _ir_const(v.type, 0.0)), r, builder.fmul(e, r))
+
+    return x(x, e), codegen
 
 
 def _softplus_tile(tile, slot, tl, bias):
@@ -855,7 +893,8 @@ def _softplus_tile_impl(tile, slot, tl, bias):
         def impl32(tile, slot, tl, bias):
             bv = _vload(bias, (slot, 0))
             for t in range(tl):
-                _vstore(tile, (slot, t, 0), _vsoftplus32(_vadd(_vload(tile, (slot, t, 0)), bv)))
+                raw = _vadd(_vload(tile, (slot, t, 0)), bv)
+                _vstore(tile, (slot, t, 0), _vsoftplus_e(raw, _vexp_negabs32(raw)))
 
         return impl32
 
@@ -863,6 +902,45 @@ def _softplus_tile_impl(tile, slot, tl, bias):
         for t in range(tl):
             for c in range(tile.shape[2]):
                 tile[slot, t, c] = fsoftplus(tile[slot, t, c] + bias[slot, c])
+
+    return impl64
+
+
+def _delta_tiles(dl, sg, dlu, uu, bv, slot, tl):
+    """The backward's delta tiles (chunk rows x LANES): dl = softplus(dl + bias), sg = its derivative
+    sigmoid(dl + bias), dlu = dl * u. float32: four steps per register vector (rows up to tl rounded up
+    to 4 are computed; the tiles have the rows), bitwise the scalar functions; float64: the scalar loop."""
+    for t in range(tl):
+        for c in range(LANES):
+            raw = dl[slot, t, c] + bv[slot, c]
+            dl[slot, t, c] = fsoftplus(raw)
+            sg[slot, t, c] = fsigmoid(raw)
+            dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
+
+
+@overload(_delta_tiles, inline="always", jit_options=_JIT)
+def _delta_tiles_impl(dl, sg, dlu, uu, bv, slot, tl):
+    if dl.dtype == types.float32:
+
+        def impl32(dl, sg, dlu, uu, bv, slot, tl):
+            b4 = _vrep(bv, (slot, 0))  # the LANES biases, once per step of the vector
+            for t in range(0, tl, _VW // LANES):
+                raw = _vadd(_vload(dl, (slot, t, 0)), b4)
+                e = _vexp_negabs32(raw)
+                sp = _vsoftplus_e(raw, e)
+                _vstore(dl, (slot, t, 0), sp)
+                _vstore(sg, (slot, t, 0), _vsigmoid_e(raw, e))
+                _vstore(dlu, (slot, t, 0), _vmul(sp, _vload(uu, (slot, t, 0))))
+
+        return impl32
+
+    def impl64(dl, sg, dlu, uu, bv, slot, tl):
+        for t in range(tl):
+            for c in range(LANES):
+                raw = dl[slot, t, c] + bv[slot, c]
+                dl[slot, t, c] = fsoftplus(raw)
+                sg[slot, t, c] = fsigmoid(raw)
+                dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
 
     return impl64
 
@@ -1243,20 +1321,21 @@ def _bwd_kernel(  # noqa: C901
     xs = np.empty((nth, SB, LANES), dtype=dt)
     E = np.empty((nth, chunk, SB, LANES), dtype=dt)
     AX = np.empty((nth, chunk, SB, LANES), dtype=dt)
+    rows = chunk + _VW // LANES  # (T, LANES) tiles: the vector loops run to tl rounded up to whole vectors
     GB = np.empty((nth, chunk + 1, npad, LANES), dtype=dt)  # lane-wise dB / dC of the item's blocks
     GC = np.empty((nth, chunk + 1, npad, LANES), dtype=dt)
-    uu = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    dl = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    sg = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    go = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    zz = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    sz = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    dyt = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    dlu = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    yacc = np.empty((nth, chunk + 1, LANES), dtype=dt)
-    ddl = np.empty((nth, chunk + 1, LANES), dtype=dt)  # sum_s h x_{t-1} dA_t A (then the ddelta tile)
-    dua = np.empty((nth, chunk + 1, LANES), dtype=dt)  # sum_s h B (then the du tile)
-    dzt = np.empty((nth, chunk + 1, LANES), dtype=dt)
+    uu = np.empty((nth, rows, LANES), dtype=dt)
+    dl = np.empty((nth, rows, LANES), dtype=dt)
+    sg = np.empty((nth, rows, LANES), dtype=dt)
+    go = np.empty((nth, rows, LANES), dtype=dt)
+    zz = np.empty((nth, rows, LANES), dtype=dt)
+    sz = np.empty((nth, rows, LANES), dtype=dt)
+    dyt = np.empty((nth, rows, LANES), dtype=dt)
+    dlu = np.empty((nth, rows, LANES), dtype=dt)
+    yacc = np.empty((nth, rows, LANES), dtype=dt)
+    ddl = np.empty((nth, rows, LANES), dtype=dt)  # sum_s h x_{t-1} dA_t A (then the ddelta tile)
+    dua = np.empty((nth, rows, LANES), dtype=dt)  # sum_s h B (then the du tile)
+    dzt = np.empty((nth, rows, LANES), dtype=dt)
     At = np.empty((nth, mb + 1, npad, LANES), dtype=dt)  # A per block (0 in padding lanes and states)
     A2 = np.empty((nth, mb + 1, npad, LANES), dtype=dt)  # A * log2(e): the decay is 2**(delta * A2)
     Dv = np.empty((nth, 2 * LANES), dtype=dt)
@@ -1332,12 +1411,7 @@ def _bwd_kernel(  # noqa: C901
                     _walk_to_tile(dyt, slot, dsrcs, srow, perm, k, mode, c0, nc, t0, tl)
                 _rows_to_tile(dl, slot, delta, b, i0, nc, t0, tl, 0)
                 if softplus_on:
-                    for t in range(tl):
-                        for c in range(LANES):
-                            raw = dl[slot, t, c] + bv[slot, c]
-                            dl[slot, t, c] = fsoftplus(raw)
-                            sg[slot, t, c] = fsigmoid(raw)
-                            dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
+                    _delta_tiles(dl, sg, dlu, uu, bv, slot, tl)
                 else:
                     for t in range(tl):
                         for c in range(LANES):
@@ -1392,12 +1466,19 @@ def _bwd_kernel(  # noqa: C901
                     _vstore(H, (slot, jb, s0, 0), h)
                     _vstore(GA, (slot, jb, s0, 0), ga)
                     _vstore(AN, (slot, jb, s0, 0), e1)
+                # ddelta and du, four steps per register vector (see _delta_tiles); then the sums
+                # over the chunk's steps, per lane, in step order.
+                d4 = _vrep(Dv, (slot, 0))
+                for t in range(0, tl, _VW // LANES):
+                    hb = _vload(dua, (slot, t, 0))
+                    dd = _vfma(hb, _vload(uu, (slot, t, 0)), _vload(ddl, (slot, t, 0)))
+                    if softplus_on:
+                        dd = _vmul(dd, _vload(sg, (slot, t, 0)))
+                    _vstore(ddl, (slot, t, 0), dd)
+                    dy = _vload(dyt, (slot, t, 0))
+                    _vstore(dua, (slot, t, 0), _vfma(hb, _vload(dl, (slot, t, 0)), _vmul(dy, d4)))
                 for t in range(tl):
                     for c in range(LANES):
-                        hb = dua[slot, t, c]
-                        dd = ddl[slot, t, c] + hb * uu[slot, t, c]
-                        ddl[slot, t, c] = dd * sg[slot, t, c] if softplus_on else dd
-                        dua[slot, t, c] = hb * dl[slot, t, c] + dyt[slot, t, c] * Dv[slot, c]
                         GBIAS[slot, jb, c] += ddl[slot, t, c]
                         GD[slot, jb, c] += dyt[slot, t, c] * uu[slot, t, c]
                     if has_z:

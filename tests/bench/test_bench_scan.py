@@ -26,13 +26,7 @@ def test_bench_scan_tiny_writes_json(tmp_path, capsys):
     assert "fwd+bwd ms" in printed and "SS2D" in printed
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     rows = {(r["stage"], r["backend"]): r for r in res["scan"]}
-    # cpu_legacy: the kernels before issue 17, timed beside cpu in the same run
-    assert set(rows) == {(s, b) for s in (1, 2) for b in ("ref", "cpu_legacy", "cpu")}
-    for stage in (1, 2):
-        cpu, legacy = rows[(stage, "cpu")], rows[(stage, "cpu_legacy")]
-        assert cpu["vs_legacy_fwd"] == pytest.approx(legacy["fwd_ms"] / cpu["fwd_ms"])
-        assert cpu["vs_legacy_fwd_bwd"] == pytest.approx(legacy["fwd_bwd_ms"] / cpu["fwd_bwd_ms"])
-    assert "against the kernels before issue 17 (cpu_legacy), same run: stage 1 fwd" in printed
+    assert set(rows) == {(s, b) for s in (1, 2) for b in ("ref", "cpu")}
     for (stage, _backend), r in rows.items():
         assert (r["d"], r["l"]) == TINY[stage]
         assert r["fwd_ms"] > 0 and r["fwd_bwd_ms"] > 0 and r["fwd_gbps"] > 0
@@ -54,7 +48,7 @@ def test_bench_scan_tiny_writes_json(tmp_path, capsys):
 def test_bench_scan_has_vims_bidirectional_stages(capsys):
     """vim196 / vim1024 are Vim's two directions in one call (g = 2), any length, no SS2D comparison."""
     res = bench_scan(stages=("vim196",), shapes={"vim196": (16, 21)}, repeats=1, backends=["ref", "cpu"])
-    assert [(r["stage"], r["g"], r["d"], r["l"]) for r in res["scan"]] == [("vim196", 2, 16, 21)] * 3
+    assert [(r["stage"], r["g"], r["d"], r["l"]) for r in res["scan"]] == [("vim196", 2, 16, 21)] * 2  # ref, cpu
     assert res["ss2d"] == []
     assert "vim196" in capsys.readouterr().out
     assert VIM_STAGES == {"vim196": (768, 196), "vim1024": (768, 1024)}  # vim_tiny: 2 x E = 2 x 384
@@ -102,7 +96,7 @@ def test_cli_bench_scan(tmp_path, capsys):
     # the real stage 4 shape (d = 6144, l = 64) runs in well under a second on the cpu backend
     assert args.func(args) == 0
     data = json.loads(out.read_text())
-    assert data["meta"]["batch"] == 1 and {r["backend"] for r in data["scan"]} == {"ref", "cpu_legacy", "cpu"}
+    assert data["meta"]["batch"] == 1 and {r["backend"] for r in data["scan"]} == {"ref", "cpu"}
     assert "stage" in capsys.readouterr().out
 
 

@@ -14,9 +14,6 @@ and speed-ups are computed against the estimate (marked ``~``). Where the ``mamb
 (CUDA with mamba-ssm installed), every row also gives mamba-ssm's forward+backward time over its
 own (``vs_mamba_ssm_fwd_bwd``; the GPU target is >= 1 for triton).
 
-On CPU the ``cpu`` rows are preceded by ``cpu_legacy``, the CPU kernels as they were before issue 17
-(``ops/scan_cpu_legacy.py``), and a closing line gives cpu's speed-up over them in the same run.
-
 At the SS2D stages it also times the fused SS2D entry (``ss2d_selective_scan``) against the unfused
 composition (torch cross-scan + scan + torch cross-merge, with mamba-ssm's scan when it is
 installed), in turns, and reports the ratio fused / composed.
@@ -52,7 +49,6 @@ STATE = 16
 GROUPS = 4  # SS2D: one B/C group per direction
 VIM_GROUPS = 2
 _REF_PREFIX = 64  # steps of the ref scan timed to estimate a full run
-LEGACY = "cpu_legacy"  # the CPU kernels before issue 17, timed beside ``cpu`` on CPU runs
 
 
 def make_scan_inputs(
@@ -85,16 +81,8 @@ def _io_bytes(batch: int, d: int, length: int, backward: bool, groups: int = GRO
 
 
 def _scan(backend: str) -> Callable[..., Any]:
-    """The scan a row times: the public entry, or for ``cpu_legacy`` the CPU kernels as they were before
-    issue 17 (``ops/scan_cpu_legacy.py``, kept only for this comparison)."""
-    if backend != LEGACY:
-        return functools.partial(selective_scan, backend=backend)
-    from ..ops.scan_cpu_legacy import scan_cpu
-
-    def legacy(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
-        return scan_cpu(u, delta, A, B, C, D, None, delta_bias, delta_softplus)[0]
-
-    return legacy
+    """The scan a row times: the public entry on ``backend``."""
+    return functools.partial(selective_scan, backend=backend)
 
 
 def _scan_calls(inp: dict, backend: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
@@ -229,8 +217,6 @@ def bench_scan(
 
         resolve_backend(missing[0], dev)  # raises with the reason and the fix
     fast = [b for b in backends if b != "ref"]
-    if "cpu" in fast:  # the kernels before issue 17, in the same run (until its note is written)
-        fast.insert(fast.index("cpu"), LEGACY)
     peak = gemm_peak(dev)
     meta = {
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
@@ -296,10 +282,6 @@ def bench_scan(
                 }
             )
         by_backend = {r["backend"]: r for r in scan_rows if r["stage"] == stage}
-        if LEGACY in by_backend:  # always beside "cpu" (see above)
-            cpu, legacy = by_backend["cpu"], by_backend[LEGACY]
-            cpu["vs_legacy_fwd"] = legacy["fwd_ms"] / cpu["fwd_ms"]
-            cpu["vs_legacy_fwd_bwd"] = legacy["fwd_bwd_ms"] / cpu["fwd_bwd_ms"]
         anchor = by_backend.get("mamba_ssm")
         for r in by_backend.values():  # > 1: faster than mamba-ssm's CUDA kernel (the GPU target)
             r["vs_mamba_ssm_fwd_bwd"] = anchor["fwd_bwd_ms"] / r["fwd_bwd_ms"] if anchor else None
@@ -400,12 +382,6 @@ def _render(result: dict) -> str:
         "fwd+bwd GFLOP/s (% peak)",
     ] + (["x mamba_ssm fwd+bwd"] if with_anchor else [])
     text = head + "\n" + format_table(rows, header)
-    gains = [r for r in result["scan"] if r.get("vs_legacy_fwd")]
-    if gains:
-        text += "\n\ncpu against the kernels before issue 17 (cpu_legacy), same run: " + "; ".join(
-            f"stage {r['stage']} fwd {r['vs_legacy_fwd']:.2f}x, fwd+bwd {r['vs_legacy_fwd_bwd']:.2f}x"
-            for r in gains
-        )
     if result["ss2d"]:
         srows = [
             [

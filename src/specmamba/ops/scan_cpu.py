@@ -9,8 +9,9 @@ for a plain scan, k = 4 directions for the fused SS2D entry), l sequence length,
 g groups of B/C (channel i uses group i // (d / g)), S splits of a group in the backward,
 T chunk length (``chunk_len(n)``), W channels processed together (FWD_LANES, LANES).
 
-How it is fast (issue 17; figures in ``specmamba bench scan``, which times the kernels before it,
-``scan_cpu_legacy.py``, in the same run):
+How it is fast (issue 17; figures in ``specmamba bench scan``. The kernels before it, deleted when
+it closed, took 31.4 ms forward and 95.5 ms forward+backward at VM-UNet's stage 1 against these
+kernels' 8.8 and 34.6 ms in the same run: two cores of a Xeon with AVX-512, 365 GFLOP/s fp32 GEMM):
 
 * SIMD over channels, not over n. A work item owns W channels of one (batch, group) -- W = 64 in the
   forward (FWD_LANES), 16 in the backward (LANES). In the forward the state is a (n, W) tile whose

@@ -48,7 +48,8 @@ def test_bench_scan_tiny_writes_json(tmp_path, capsys):
 def test_bench_scan_has_vims_bidirectional_stages(capsys):
     """vim196 / vim1024 are Vim's two directions in one call (g = 2), any length, no SS2D comparison."""
     res = bench_scan(stages=("vim196",), shapes={"vim196": (16, 21)}, repeats=1, backends=["ref", "cpu"])
-    assert [(r["stage"], r["g"], r["d"], r["l"]) for r in res["scan"]] == [("vim196", 2, 16, 21)] * 2  # ref, cpu
+    # one row for each of ref and cpu
+    assert [(r["stage"], r["g"], r["d"], r["l"]) for r in res["scan"]] == [("vim196", 2, 16, 21)] * 2
     assert res["ss2d"] == []
     assert "vim196" in capsys.readouterr().out
     assert VIM_STAGES == {"vim196": (768, 196), "vim1024": (768, 1024)}  # vim_tiny: 2 x E = 2 x 384

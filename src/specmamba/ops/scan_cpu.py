@@ -699,16 +699,26 @@ def _vfma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@intrinsic
-def _vmul(typingctx, a, b):
-    """a * b."""
-    if not (isinstance(a, _Vec) and a == b):
-        return None
+def _vec_binary(name: str, emit):
+    """An intrinsic ``(a, b) -> _Vec``: ``emit(builder, a, b)`` on two _Vec of one dtype."""
 
-    def codegen(context, builder, signature, args):
-        return builder.fmul(args[0], args[1])
+    def typer(typingctx, a, b):
+        if not (isinstance(a, _Vec) and a == b):
+            return None
 
-    return a(a, b), codegen
+        def codegen(context, builder, signature, args):
+            return emit(builder, args[0], args[1])
+
+        return a(a, b), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    return intrinsic(typer)
+
+
+#: a * b.
+_vmul = _vec_binary("_vmul", lambda builder, a, b: builder.fmul(a, b))
+#: a + b.
+_vadd = _vec_binary("_vadd", lambda builder, a, b: builder.fadd(a, b))
 
 
 def _host_has_vreduce() -> bool:
@@ -790,18 +800,6 @@ def _vexp2(typingctx, y):
     return y(y), codegen
 
 
-@intrinsic
-def _vadd(typingctx, a, b):
-    """a + b."""
-    if not (isinstance(a, _Vec) and a == b):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fadd(args[0], args[1])
-
-    return a(a, b), codegen
-
-
 def _float32_vec(x) -> bool:
     return isinstance(x, _Vec) and x.dtype == types.float32
 
@@ -879,12 +877,17 @@ def _vsigmoid_e(typingctx, x, e):
     return x(x, e), codegen
 
 
-def _softplus_tile(tile, slot, tl, bias):
-    """tile[slot, t] = softplus(tile[slot, t] + bias[slot]) for t < tl, over the forward's FWD_LANES
-    lanes: register vectors for float32 (bitwise :func:`fsoftplus`), the scalar loop for float64."""
+@njit(inline="always", error_model="numpy", fastmath=_FAST)
+def _softplus_tile_scalar(tile, slot, tl, bias):
     for t in range(tl):
         for c in range(tile.shape[2]):
             tile[slot, t, c] = fsoftplus(tile[slot, t, c] + bias[slot, c])
+
+
+def _softplus_tile(tile, slot, tl, bias):
+    """tile[slot, t] = softplus(tile[slot, t] + bias[slot]) for t < tl, over the forward's FWD_LANES
+    lanes: register vectors for float32 (bitwise :func:`fsoftplus`), the scalar loop for float64."""
+    _softplus_tile_scalar(tile, slot, tl, bias)
 
 
 @overload(_softplus_tile, inline="always", jit_options=_JIT)
@@ -899,24 +902,24 @@ def _softplus_tile_impl(tile, slot, tl, bias):
 
         return impl32
 
-    def impl64(tile, slot, tl, bias):
-        for t in range(tl):
-            for c in range(tile.shape[2]):
-                tile[slot, t, c] = fsoftplus(tile[slot, t, c] + bias[slot, c])
-
-    return impl64
+    return lambda tile, slot, tl, bias: _softplus_tile_scalar(tile, slot, tl, bias)
 
 
-def _delta_tiles(dl, sg, dlu, uu, bv, slot, tl):
-    """The backward's delta tiles (chunk rows x LANES): dl = softplus(dl + bias), sg = its derivative
-    sigmoid(dl + bias), dlu = dl * u. float32: four steps per register vector (rows up to tl rounded up
-    to 4 are computed; the tiles have the rows), bitwise the scalar functions; float64: the scalar loop."""
+@njit(inline="always", error_model="numpy", fastmath=_FAST)
+def _delta_tiles_scalar(dl, sg, dlu, uu, bv, slot, tl):
     for t in range(tl):
         for c in range(LANES):
             raw = dl[slot, t, c] + bv[slot, c]
             dl[slot, t, c] = fsoftplus(raw)
             sg[slot, t, c] = fsigmoid(raw)
             dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
+
+
+def _delta_tiles(dl, sg, dlu, uu, bv, slot, tl):
+    """The backward's delta tiles (chunk rows x LANES): dl = softplus(dl + bias), sg = its derivative
+    sigmoid(dl + bias), dlu = dl * u. float32: four steps per register vector (rows up to tl rounded up
+    to 4 are computed; the tiles have the rows), bitwise the scalar functions; float64: the scalar loop."""
+    _delta_tiles_scalar(dl, sg, dlu, uu, bv, slot, tl)
 
 
 @overload(_delta_tiles, inline="always", jit_options=_JIT)
@@ -935,15 +938,7 @@ def _delta_tiles_impl(dl, sg, dlu, uu, bv, slot, tl):
 
         return impl32
 
-    def impl64(dl, sg, dlu, uu, bv, slot, tl):
-        for t in range(tl):
-            for c in range(LANES):
-                raw = dl[slot, t, c] + bv[slot, c]
-                dl[slot, t, c] = fsoftplus(raw)
-                sg[slot, t, c] = fsigmoid(raw)
-                dlu[slot, t, c] = dl[slot, t, c] * uu[slot, t, c]
-
-    return impl64
+    return lambda dl, sg, dlu, uu, bv, slot, tl: _delta_tiles_scalar(dl, sg, dlu, uu, bv, slot, tl)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -24,10 +24,11 @@ kernels' 8.8 and 34.6 ms in the same run: two cores of a Xeon with AVX-512, 365 
   product, softplus: ``_softplus_tile``). The backward works on blocks of BWD_STATES = 4 states x 16
   lanes held in registers (``_Vec``).
 * The decay is 2**(delta * A log2 e) with A log2 e precomputed per tile: a 2**f polynomial and an
-  exponent-field add, 11-12 vector operations per state update instead of libm's scalar ``expf``; the
-  softplus / sigmoid of delta and z use a Cody-Waite e**x and a division-free log1p. Their accuracy
-  is stated at each function and tested in ``tests/ops/test_scan_cpu_math.py``. float64 uses libm,
-  for gradcheck. Only FMA contraction is enabled (``fastmath={"contract"}``), never reassociation.
+  exponent-field add, 12 vector operations per state update (13 without AVX-512DQ) instead of libm's
+  scalar ``expf``; the softplus / sigmoid of delta and z use a Cody-Waite e**x and a division-free
+  log1p. Their accuracy is stated at each function and tested in ``tests/ops/test_scan_cpu_math.py``.
+  float64 uses libm, for gradcheck. Only FMA contraction is enabled (``fastmath={"contract"}``), never
+  reassociation.
 * Layout: inputs and outputs are (channel, time) rows, the tiles (time, lane). The forward loads
   tiles of FWD_SPAN = 256 steps (long contiguous reads per row, which the hardware prefetcher
   follows; 32-step tiles cost 1.5x the forward time in stalls) and transposes 16 x 16 blocks in
@@ -765,8 +766,9 @@ def _x86_reduce_ps(builder, v):
 
 @intrinsic
 def _vexp2(typingctx, y):
-    """2**y per value: float32 the polynomial of :func:`_exp2_f32`, operation for operation; float64
-    LLVM's exp2 (libm)."""
+    """2**y per value: float32 the polynomial of :func:`_exp2_f32`, operation for operation (f = y -
+    round(y) as one VREDUCEPS where available: the same value), so bitwise equal; float64 LLVM's exp2
+    (libm)."""
     if not isinstance(y, _Vec):
         return None
 

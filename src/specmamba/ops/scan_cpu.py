@@ -21,8 +21,9 @@ kernels' 8.8 and 34.6 ms in the same run: two cores of a Xeon with AVX-512, 365 
   the B/C broadcasts. Written as loops over the lanes instead, LLVM vectorised them 256 bits wide on
   Intel AVX-512 hosts (its ``prefer-vector-width=256`` tuning): the explicit vectors made the forward
   1.2-1.3x faster there (stage 1 13.0 -> 10.3 ms, Xeon with AMX), and so do the delta tiles (low-rank
-  product, softplus: ``_softplus_tile``). The backward works on blocks of BWD_STATES = 4 states x 16
-  lanes held in registers (``_Vec``).
+  product, softplus: ``_softplus_tile``) and the backward's per-lane tiles (``_delta_tiles``, four
+  steps per vector). The backward's states work on blocks of BWD_STATES = 4 states x 16 lanes held in
+  registers (``_Vec``).
 * The decay is 2**(delta * A log2 e) with A log2 e precomputed per tile: a 2**f polynomial and an
   exponent-field add, 12 vector operations per state update (13 without AVX-512DQ) instead of libm's
   scalar ``expf``; the softplus / sigmoid of delta and z use a Cody-Waite e**x and a division-free
@@ -688,6 +689,14 @@ def _ir_fma(builder, a, b, c):
     return builder.call(_vec_intrinsic_fn(builder, "fma", a.type, 3), [a, b, c])
 
 
+def _ir_times_2k(builder, p, kr):
+    """p * 2**k with k = round(y) held in the low mantissa bits of kr = y + _ROUND: k added to p's
+    exponent field (the scalar ``_exp2_f32``'s assembly, which says why the shift needs no offset)."""
+    ity = ir.VectorType(ir.IntType(32), _VW)
+    k = builder.shl(builder.bitcast(kr, ity), ir.Constant(ity, [23] * _VW))
+    return builder.bitcast(builder.add(builder.bitcast(p, ity), k), p.type)
+
+
 @intrinsic
 def _vfma(typingctx, a, b, c):
     """a * b + c, rounded once."""
@@ -777,7 +786,6 @@ def _vexp2(typingctx, y):
         vty = v.type
         if not isinstance(vty.element, ir.FloatType):
             return builder.call(_vec_intrinsic_fn(builder, "exp2", vty, 1), [v])
-        ity = ir.VectorType(ir.IntType(32), _VW)
 
         def const(x):
             return _ir_const(vty, x)
@@ -796,8 +804,7 @@ def _vexp2(typingctx, y):
         p = fma(const(_Q5), f, const(_Q4))
         for q in (_Q3, _Q2, _Q1, _ONE):
             p = fma(p, f, const(q))
-        k = builder.shl(builder.bitcast(kr, ity), ir.Constant(ity, [23] * _VW))
-        return builder.bitcast(builder.add(builder.bitcast(p, ity), k), vty)
+        return _ir_times_2k(builder, p, kr)
 
     return y(y), codegen
 
@@ -815,7 +822,6 @@ def _vexp_negabs32(typingctx, x):
 
     def codegen(context, builder, signature, args):
         vty = args[0].type
-        ity = ir.VectorType(ir.IntType(32), _VW)
 
         def const(c):
             return _ir_const(vty, c)
@@ -833,9 +839,7 @@ def _vexp_negabs32(typingctx, x):
         p = fma(const(_E6), r, const(_E5))
         for c in (_E4, _E3, _E2, _E1, _ONE):
             p = fma(p, r, const(c))
-        kb = builder.shl(builder.bitcast(kr, ity), ir.Constant(ity, [23] * _VW))
-        e = builder.bitcast(builder.add(builder.bitcast(p, ity), kb), vty)
-        return builder.select(builder.fcmp_ordered("<", m, lo), const(0.0), e)
+        return builder.select(builder.fcmp_ordered("<", m, lo), const(0.0), _ir_times_2k(builder, p, kr))
 
     return x(x), codegen
 

@@ -1,9 +1,9 @@
 """The house's dependency rules (DESIGN.md, "The house"), checked on the source's import statements.
 
 Dependencies flow one way: ops <- layers <- models; data, losses and metrics stand alone; engine and
-spectral use models, data, losses and metrics and are siblings (neither imports the other); cli,
-bench and the demo sit on top. Top-level modules (errors, atomic, disk, output, fourier, kan, inference) are
-neutral and import no subpackage but each other and ops (inference needs none). No module imports
+spectral use models, data, losses and metrics and are siblings (neither imports the other); the
+study sits on engine, spectral and bench; cli, bench and the demo sit on top. Top-level modules
+(errors, atomic, disk, output, fourier, kan, inference) are neutral and import no subpackage but each other and ops (inference needs none). No module imports
 another that imports it back, even lazily (inside a function). Importing the package loads neither
 MONAI, numba nor triton: those are imported by the feature that uses them.
 """
@@ -21,14 +21,64 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "specmamba"
 
 #: subpackage -> the subpackages it must not import
 FORBIDDEN = {
-    "ops": {"layers", "models", "losses", "metrics", "data", "engine", "spectral", "bench", "cli", "demo"},
-    "layers": {"models", "losses", "metrics", "data", "engine", "spectral", "bench", "cli", "demo"},
-    "models": {"losses", "metrics", "data", "engine", "spectral", "bench", "cli", "demo"},
-    "data": {"ops", "layers", "models", "losses", "metrics", "engine", "spectral", "bench", "cli", "demo"},
-    "losses": {"ops", "layers", "models", "metrics", "data", "engine", "spectral", "bench", "cli", "demo"},
-    "metrics": {"ops", "layers", "models", "losses", "data", "engine", "spectral", "bench", "cli", "demo"},
-    "engine": {"spectral", "bench", "cli", "demo"},
-    "spectral": {"engine", "bench", "cli", "demo"},
+    "ops": {
+        "layers",
+        "models",
+        "losses",
+        "metrics",
+        "data",
+        "engine",
+        "spectral",
+        "bench",
+        "cli",
+        "demo",
+        "study",
+    },
+    "layers": {"models", "losses", "metrics", "data", "engine", "spectral", "bench", "cli", "demo", "study"},
+    "models": {"losses", "metrics", "data", "engine", "spectral", "bench", "cli", "demo", "study"},
+    "data": {
+        "ops",
+        "layers",
+        "models",
+        "losses",
+        "metrics",
+        "engine",
+        "spectral",
+        "bench",
+        "cli",
+        "demo",
+        "study",
+    },
+    "losses": {
+        "ops",
+        "layers",
+        "models",
+        "metrics",
+        "data",
+        "engine",
+        "spectral",
+        "bench",
+        "cli",
+        "demo",
+        "study",
+    },
+    "metrics": {
+        "ops",
+        "layers",
+        "models",
+        "losses",
+        "data",
+        "engine",
+        "spectral",
+        "bench",
+        "cli",
+        "demo",
+        "study",
+    },
+    "engine": {"spectral", "bench", "cli", "demo", "study"},
+    "spectral": {"engine", "bench", "cli", "demo", "study"},
+    "study": {"cli", "demo"},
+    "bench": {"study"},
 }
 NEUTRAL = {"errors", "atomic", "disk", "output", "fourier", "kan", "inference"}
 

@@ -24,9 +24,13 @@ from torch import Tensor
 __all__ = ["axis_mask", "band_masks", "centred_power", "chebyshev_frequency", "dc_mask"]
 
 
-def centred_power(f: Tensor) -> Tensor:
-    """(..., h, w) -> (..., h, w) power of the mean-centred maps, DC at (h // 2, w // 2), in f's dtype."""
-    f = f - f.mean(dim=(-2, -1), keepdim=True)
+def centred_power(f: Tensor, subtract_mean: bool = True) -> Tensor:
+    """(..., h, w) -> (..., h, w) power of the mean-centred maps, DC at (h // 2, w // 2), in f's dtype.
+
+    ``subtract_mean`` False keeps each map's mean: its energy then sits in the DC bin.
+    """
+    if subtract_mean:
+        f = f - f.mean(dim=(-2, -1), keepdim=True)
     spectrum = torch.fft.fftshift(torch.fft.fft2(f), dim=(-2, -1))
     return spectrum.real.square() + spectrum.imag.square()
 

@@ -47,6 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-images", type=int, help="audit the first N images of the split only")
     parser.add_argument("--threshold", type=float, default=0.5, help="AVR frequency threshold (default 0.5)")
     parser.add_argument("--tolerance", type=float, default=2.0, help="BF1 tolerance in px (default 2)")
+    parser.add_argument(
+        "--no-center",
+        dest="center",
+        action="store_false",
+        help="measure AVR, bands and spectra of the raw maps instead of the mean-centred ones: each "
+        "map's mean (its DC term, for the input stage the image brightness) then counts as low-frequency "
+        "energy. For testing the claim that an uncentred FFT makes AVR track brightness; not the measure "
+        "to report",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (0 = no intervals)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument(
@@ -67,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         n_boot=args.bootstrap,
         seed=args.seed,
+        center=args.center,
     )
     summary = run_audit(
         args.checkpoint,

@@ -22,13 +22,13 @@ from .. import __version__
 from ..cpu_malloc import tune_cpu_malloc
 from ..disk import output_error
 from ..errors import SpecMambaError
-from . import audit, bench, demo, evaluate, export, models, predict, synth, train
+from . import audit, bench, demo, evaluate, export, models, predict, study, synth, train
 
 #: OS errors that are the user's disk, not a bug: reported as a paragraph like SpecMambaError.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 WIDTH = 100
 
-SUBCOMMANDS = (models, synth, train, evaluate, predict, export, audit, demo, bench)
+SUBCOMMANDS = (models, synth, train, evaluate, predict, export, audit, demo, study, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

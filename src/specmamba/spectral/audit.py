@@ -84,7 +84,9 @@ class AuditSettings:
 
     ``shift_images``: run the shift test on the first N images only (None = all, 0 = no shift test);
     ``max_images``: audit the first N images of the split only (None = all); ``n_boot``: bootstrap
-    replicates of every interval (0 = no intervals); ``seed``: the bootstrap's seed.
+    replicates of every interval (0 = no intervals); ``seed``: the bootstrap's seed; ``center``:
+    measure the mean-centred maps (False: the raw maps, ``--no-center``; see
+    :mod:`specmamba.spectral.measures` for why centred is the default).
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -97,6 +99,7 @@ class AuditSettings:
     max_images: int | None = None
     n_boot: int = 1000
     seed: int = 0
+    center: bool = True
 
     def check(self) -> None:
         for flag, name, minimum in (("--shift-images", "shift_images", 0), ("--max-images", "max_images", 1)):
@@ -124,8 +127,19 @@ def _labels(architectures: Sequence[str], seeds: Sequence[Any]) -> list[str]:
     return labels
 
 
-def load_audited_models(checkpoints: Sequence[str | Path]) -> list[AuditedModel]:
-    """Load every checkpoint (failing before any long work) and check the audit can measure it."""
+def load_audited_models(
+    checkpoints: Sequence[str | Path], architectures: Sequence[str] | None = None
+) -> list[AuditedModel]:
+    """Load every checkpoint (failing before any long work) and check the audit can measure it.
+
+    ``architectures`` names the group of each checkpoint in the tables (a study's row labels); by
+    default it is the model name with the options that change the network (``architecture_label``).
+    """
+    if architectures is not None and len(architectures) != len(checkpoints):
+        raise ConfigError(
+            f"architectures names {len(architectures)} groups for {len(checkpoints)} checkpoints; "
+            "give one each."
+        )
     if not checkpoints:
         raise ConfigError("give at least one --checkpoint (a run's checkpoint_best.pt).")
     loaded = []
@@ -139,7 +153,11 @@ def load_audited_models(checkpoints: Sequence[str | Path]) -> list[AuditedModel]
             )
         loaded.append((Path(path), ckpt, model, stage_points(model)))
     # model name + the options that change the network: an ablation is its own architecture, not a seed
-    architectures = [architecture_label(ckpt["model_name"], ckpt["model_kwargs"]) for _, ckpt, _, _ in loaded]
+    if architectures is None:
+        architectures = [
+            architecture_label(ckpt["model_name"], ckpt["model_kwargs"]) for _, ckpt, _, _ in loaded
+        ]
+    architectures = list(architectures)
     labels = _labels(architectures, [ckpt["config"].get("seed") for _, ckpt, _, _ in loaded])
     return [
         AuditedModel(label, arch, path, ckpt, model, points)
@@ -274,6 +292,11 @@ def _build_tables(
         notes.append("The shift test was not run (shift_images = 0).")
     if settings.max_images is not None:
         notes.append(f"Only the first {n_images} images of the split were audited (max_images).")
+    if not settings.center:
+        notes.append(
+            "Uncentred measures (--no-center): the maps' means were kept, so their DC energy counts as "
+            "low-frequency energy in AVR, the bands and the spectra."
+        )
     return tables, notes
 
 
@@ -325,8 +348,11 @@ def run_audit(
     overwrite: bool = False,
     allow_unpaired: bool = False,
     command: str | None = None,
+    architectures: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Audit ``checkpoints`` on ``split`` of ``data``; write everything to ``out``; return the summary."""
+    """Audit ``checkpoints`` on ``split`` of ``data``; write everything to ``out``; return the summary.
+
+    ``architectures``: the group of each checkpoint (see :func:`load_audited_models`)."""
     start = time.perf_counter()
     settings = settings or AuditSettings()
     settings.check()
@@ -340,7 +366,7 @@ def run_audit(
     _check_out(out, overwrite)
     check_output_folder(out, "--out", _AUDIT_BYTES)
     dev = resolve_device(device)
-    entries = load_audited_models(checkpoints)
+    entries = load_audited_models(checkpoints, architectures)
     pairs = _select_images(entries, data, split, allow_unpaired)
     if settings.max_images is not None:
         pairs = pairs[: settings.max_images]
@@ -360,6 +386,7 @@ def run_audit(
                 band_edges=settings.band_edges,
                 tolerance=settings.tolerance,
                 progress=progress,
+                center=settings.center,
             )
         )
         entry.model.cpu()  # free the accelerator for the next checkpoint

@@ -124,8 +124,10 @@ def collect_checkpoint(
     band_edges: tuple[float, float] = DEFAULT_BAND_EDGES,
     tolerance: float = 2.0,
     progress: bool = True,
+    center: bool = True,
 ) -> CheckpointResult:
-    """Run ``entry`` over ``pairs`` and collect everything the audit tables need."""
+    """Run ``entry`` over ``pairs`` and collect everything the audit tables need (``center``: measure
+    the mean-centred maps, see :mod:`specmamba.spectral.measures`)."""
     cfg, ckpt = entry.config, entry.checkpoint
     model = entry.model.to(device).eval()
     dataset = SegmentationDataset(
@@ -155,7 +157,7 @@ def collect_checkpoint(
             result.stage_sizes = [tuple(int(s) for s in m.shape[-2:]) for m in maps]
             result.measurable = [is_measurable(*size) for size in result.stage_sizes]
         measured = [
-            measure_stage(m.float(), threshold, band_edges) if ok else None
+            measure_stage(m.float(), threshold, band_edges, center) if ok else None
             for m, ok in zip(maps, result.measurable)
         ]
         for acc, m in zip(accumulators, measured):

@@ -36,7 +36,9 @@ __all__ = [
     "avr_bf1_scatter",
     "avr_channel_distribution",
     "band_decomposition",
+    "new_figure",
     "power_spectrum_grid",
+    "save_figure",
     "shift_consistency_curves",
     "stagewise_avr_bars",
     "write_all_figures",
@@ -55,7 +57,7 @@ _PDF_RC = {"pdf.fonttype": 42}
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _new_figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
     """A pyplot-free figure on the Agg canvas (no backend switch, no global figure registry)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -65,7 +67,7 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def _save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
+def save_figure(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
     """Write ``name``.png (300 dpi) and ``name``.pdf; both replace their targets only if both succeed."""
     import matplotlib
 
@@ -178,7 +180,7 @@ def _by_stage(
 
 def _stage_slots_figure(n_series: int, n_stages: int) -> tuple[Figure, Axes]:
     """A figure with one group of ``n_series`` slots per stage, and room for the legend on the right."""
-    fig = _new_figure((max(6.0, 2.4 + 0.45 * n_series * max(n_stages, 1)), 3.8))
+    fig = new_figure((max(6.0, 2.4 + 0.45 * n_series * max(n_stages, 1)), 3.8))
     return fig, fig.add_subplot()
 
 
@@ -210,7 +212,7 @@ def stagewise_avr_bars(stage_rows: Iterable[Mapping[str, Any]], out_dir: str | P
     fig, ax = _stage_slots_figure(n, len(stages))
     if not stages:
         _no_data(ax, "no stage-wise AVR rows")
-        return _save(fig, out_dir, "stagewise_avr_bars")
+        return save_figure(fig, out_dir, "stagewise_avr_bars")
 
     top = 0.0
     for i, (name, color) in enumerate(zip(groups, _colors(n))):
@@ -238,7 +240,7 @@ def stagewise_avr_bars(stage_rows: Iterable[Mapping[str, Any]], out_dir: str | P
     ax.set_ylabel("AVR (share of energy above 0.5 Nyquist)")
     ax.set_title("Alias violation ratio per encoder stage")
     _finish_stage_axes(ax, stages)
-    return _save(fig, out_dir, "stagewise_avr_bars")
+    return save_figure(fig, out_dir, "stagewise_avr_bars")
 
 
 def band_decomposition(band_rows: Iterable[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -250,11 +252,11 @@ def band_decomposition(band_rows: Iterable[Mapping[str, Any]], out_dir: str | Pa
     groups, _ = _group_rows(band_rows)
     by_stage, stages = _by_stage(groups)
     n_bars = len(groups) * (len(stages) + 1)
-    fig = _new_figure((max(6.5, 3.0 + 0.4 * n_bars), 4.0))  # + room for the legend
+    fig = new_figure((max(6.5, 3.0 + 0.4 * n_bars), 4.0))  # + room for the legend
     ax = fig.add_subplot()
     if not stages:
         _no_data(ax, "no band decomposition rows")
-        return _save(fig, out_dir, "band_decomposition")
+        return save_figure(fig, out_dir, "band_decomposition")
 
     ticks, tick_labels = [], []
     labelled: set[str] = set()  # label each band once, so the legend has three entries
@@ -297,7 +299,7 @@ def band_decomposition(band_rows: Iterable[Mapping[str, Any]], out_dir: str | Pa
     ax.set_title("Frequency bands per stage (S = stage)")
     if labelled:  # nothing measurable: no legend (and no "no artists" warning)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return _save(fig, out_dir, "band_decomposition")
+    return save_figure(fig, out_dir, "band_decomposition")
 
 
 def _symmetric_spectrum(m: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
@@ -352,10 +354,10 @@ def power_spectrum_grid(
     labels = list(spectra)
     n_cols = max((len(spectra[k]) for k in labels), default=0)
     n_rows = len(labels)
-    fig = _new_figure((1.6 + 2.3 * max(n_cols, 1), 0.6 + 2.2 * max(n_rows, 1)))
+    fig = new_figure((1.6 + 2.3 * max(n_cols, 1), 0.6 + 2.2 * max(n_rows, 1)))
     if n_rows == 0 or n_cols == 0:
         _no_data(fig.add_subplot(), "no power spectra")
-        return _save(fig, out_dir, "power_spectrum_grid")
+        return save_figure(fig, out_dir, "power_spectrum_grid")
 
     # Grey for both: non-finite values (masked) and the DC bin (below the range by construction).
     cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6", under="0.6")
@@ -398,7 +400,7 @@ def power_spectrum_grid(
             bar.set_label("log10 power", fontsize=8)
             bar.ax.tick_params(labelsize=7)
     fig.suptitle("Mean power spectrum per stage (log10; grey: DC)", fontsize=10)
-    return _save(fig, out_dir, "power_spectrum_grid")
+    return save_figure(fig, out_dir, "power_spectrum_grid")
 
 
 def shift_consistency_curves(shift_rows: Iterable[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -412,10 +414,10 @@ def shift_consistency_curves(shift_rows: Iterable[Mapping[str, Any]], out_dir: s
     present = {str(r.get("direction")) for rows in groups.values() for r in rows}
     directions = [d for d in DIRECTION_ORDER if d in present] + sorted(present - set(DIRECTION_ORDER))
     n_dir = max(len(directions), 1)
-    fig = _new_figure((1.8 + 3.6 * n_dir, 3.6))
+    fig = new_figure((1.8 + 3.6 * n_dir, 3.6))
     if not directions:
         _no_data(fig.add_subplot(), "no shift consistency rows")
-        return _save(fig, out_dir, "shift_consistency_curves")
+        return save_figure(fig, out_dir, "shift_consistency_curves")
 
     axes = fig.subplots(1, n_dir, squeeze=False, sharey=True)[0]
     colors = dict(zip(groups, _colors(len(groups))))
@@ -452,7 +454,7 @@ def shift_consistency_curves(shift_rows: Iterable[Mapping[str, Any]], out_dir: s
     handles += [Line2D([], [], color="0.3", linestyle=MODE_STYLES.get(m, ":"), label=m) for m in modes_seen]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     fig.suptitle("Shift consistency", fontsize=10)
-    return _save(fig, out_dir, "shift_consistency_curves")
+    return save_figure(fig, out_dir, "shift_consistency_curves")
 
 
 def avr_bf1_scatter(points: Mapping[str, Iterable[Mapping[str, Any]]], out_dir: str | Path) -> list[Path]:
@@ -463,7 +465,7 @@ def avr_bf1_scatter(points: Mapping[str, Iterable[Mapping[str, Any]]], out_dir: 
     ``avr_bf1_scatter.*``.
     """
     names = list(points)
-    fig = _new_figure((6.4, 4.2))
+    fig = new_figure((6.4, 4.2))
     ax = fig.add_subplot()
     drawn = 0
     for name, color in zip(names, _colors(len(names))):
@@ -490,7 +492,7 @@ def avr_bf1_scatter(points: Mapping[str, Iterable[Mapping[str, Any]]], out_dir: 
         )
         for handle in legend.legend_handles:
             handle.set_alpha(1.0)  # the points are faint; their legend keys should not be
-    return _save(fig, out_dir, "avr_bf1_scatter")
+    return save_figure(fig, out_dir, "avr_bf1_scatter")
 
 
 def avr_channel_distribution(
@@ -510,7 +512,7 @@ def avr_channel_distribution(
     fig, ax = _stage_slots_figure(n, len(stages))
     if not stages:
         _no_data(ax, "no per-channel AVR rows")
-        return _save(fig, out_dir, "avr_channel_distribution")
+        return save_figure(fig, out_dir, "avr_channel_distribution")
 
     from matplotlib.patches import Patch
 
@@ -544,7 +546,7 @@ def avr_channel_distribution(
     ax.set_ylabel("AVR of one channel")
     ax.set_title("Per-channel AVR: spread over a stage's channels (whiskers: min and max)")
     _finish_stage_axes(ax, stages, handles)
-    return _save(fig, out_dir, "avr_channel_distribution")
+    return save_figure(fig, out_dir, "avr_channel_distribution")
 
 
 def write_all_figures(

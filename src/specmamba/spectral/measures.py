@@ -5,6 +5,12 @@ at frequencies a stride-2 downsampling would alias. Every measure here starts fr
 spectrum: each (image, channel) map has its spatial mean removed (so a constant offset changes
 nothing), then ``P = |fftshift(fft2(f))|^2`` over (h, w), with the DC term at ``(h // 2, w // 2)``.
 
+``center=False`` (``specmamba audit --no-center``) skips the mean removal: the maps' means then
+land in the DC bin, which counts as low-frequency energy in AVR and the bands. The spectral-audit
+paper (REFERENCE.md section 3) attributes an earlier AVR-BF1 correlation (r about -0.50) to exactly
+this: uncentred maps, whose energy the DC term (image brightness) dominates. The option exists so
+that claim can be reproduced or refuted; centred maps are the default and the measure to report.
+
 Frequencies are measured with the Chebyshev normalised frequency
 
     f(ky, kx) = max(|ky - h//2| / (h/2), |kx - w//2| / (w/2))   in [0, 1] (1 = Nyquist),
@@ -90,9 +96,10 @@ def _check_edges(edges: tuple[float, float]) -> tuple[float, float]:
     return float(edges[0]), float(edges[1])
 
 
-def power_spectrum(fmap: Tensor) -> Tensor:
-    """(B, C, h, w) -> (B, C, h, w) float64 power of the mean-centred maps, DC at (h // 2, w // 2)."""
-    return centred_power(_check_map(fmap).detach().to(torch.float64))
+def power_spectrum(fmap: Tensor, center: bool = True) -> Tensor:
+    """(B, C, h, w) -> (B, C, h, w) float64 power of the mean-centred maps (``center``; the raw maps
+    otherwise), DC at (h // 2, w // 2)."""
+    return centred_power(_check_map(fmap).detach().to(torch.float64), subtract_mean=center)
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -140,10 +147,12 @@ def measure_stage(
     fmap: Tensor,
     threshold: float = DEFAULT_THRESHOLD,
     edges: tuple[float, float] = DEFAULT_BAND_EDGES,
+    center: bool = True,
 ) -> StageSpectrum:
-    """All the audit's measures of a (B, C, h, w) batch of stage maps from one FFT."""
+    """All the audit's measures of a (B, C, h, w) batch of stage maps from one FFT (of the mean-centred
+    maps, or of the raw maps with ``center`` False)."""
     threshold, (e0, e1) = _check_threshold(threshold), _check_edges(edges)
-    power = power_spectrum(fmap)  # (B, C, h, w)
+    power = power_spectrum(fmap, center)  # (B, C, h, w)
     b, c, h, w = power.shape
     per_image = power.sum(dim=1)  # (B, h, w): energy pooled over channels
     high_mask = chebyshev_frequency(h, w, power.device) > threshold

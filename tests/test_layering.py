@@ -3,8 +3,8 @@
 Dependencies flow one way: ops <- layers <- models; data, losses and metrics stand alone; engine and
 spectral use models, data, losses and metrics and are siblings (neither imports the other); the
 study sits on engine, spectral and bench; cli, bench and the demo sit on top. Top-level modules
-(errors, atomic, disk, output, fourier, kan, inference) are neutral and import no subpackage but each other and ops (inference needs none). No module imports
-another that imports it back, even lazily (inside a function). Importing the package loads neither
+(errors, atomic, disk, output, fourier, kan, inference) are neutral and import no subpackage but
+each other and ops (inference needs none). No module imports another that imports it back, even lazily (inside a function). Importing the package loads neither
 MONAI, numba nor triton: those are imported by the feature that uses them.
 """
 

@@ -90,3 +90,25 @@ def test_shipped_studies_name_registered_models(name, monkeypatch):
     monkeypatch.setattr("specmamba.study.spec._data", lambda value, where: value)
     spec = load_study(name)
     assert spec.runs and len({m.label for m in spec.models}) == len(spec.models)
+
+
+def test_shards_split_the_runs_and_leave_the_audit_to_the_final_call(tmp_path):
+    from specmamba.study.runner import StudyFolder, parse_shard, plan
+
+    spec = load_study(_write(tmp_path))
+    folder = StudyFolder(tmp_path / "out")
+
+    def trained(shard):
+        steps = plan(spec, folder, "data", {}, shard, "cpu", False)
+        return [s.what for s in steps if s.what.startswith("train ")], [s.what for s in steps]
+
+    first, first_all = trained((1, 2))
+    second, _ = trained((2, 2))
+    whole, whole_all = trained(None)
+    assert sorted(first + second) == sorted(whole) and not set(first) & set(second)
+    assert not any(w.startswith("audit") for w in first_all)
+    assert [w for w in whole_all if w.startswith("audit")] == ["audit", "audit (uncentred maps)"]
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("0/2", "3/2", "2", "a/b"):
+        with pytest.raises(ConfigError, match="--shard"):
+            parse_shard(bad)

@@ -119,3 +119,42 @@ def test_unknown_name_and_overlap_errors(tmp_path):
     (tmp_path / "train.txt").write_text("b\nc\n")
     with pytest.raises(DataError, match="listed in both"):
         select_split(pairs, "train", tmp_path)
+
+
+@pytest.mark.parametrize(("n", "k"), [(10, 3), (20, 5), (7, 7), (2594, 5)])
+def test_k_folds_partition_the_seeded_order_into_contiguous_parts(n, k):
+    """Independent of the implementation: the global-random shuffle cut by hand into parts whose sizes
+    differ by at most one, the larger first; each fold trains on the rest, in shuffled order."""
+    names = [f"case{i:04d}" for i in range(n)]
+    order = sorted(names)
+    random.seed(11)
+    random.shuffle(order)
+    sizes = [n // k + (1 if f < n % k else 0) for f in range(k)]
+    bounds = [sum(sizes[:f]) for f in range(k + 1)]
+    held = []
+    for fold in range(k):
+        train, val = seeded_split(names, 0.2, 11, folds=k, fold=fold)
+        assert val == order[bounds[fold] : bounds[fold + 1]]
+        assert train == [c for c in order if c not in set(val)]
+        held += val
+    assert sorted(held) == sorted(names)  # every case validated exactly once
+
+
+def test_folds_are_refused_where_they_cannot_be_cut(tmp_path):
+    names = [f"c{i:02d}" for i in range(6)]
+    for folds, fold, message in [
+        (1, 0, "--folds 1"),
+        (-2, 0, "--folds -2"),
+        (3, 3, "--fold 3: must lie in 0..2"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            seeded_split(names, folds=folds, fold=fold)
+    with pytest.raises(ConfigError, match=r"--fold 1: must lie in 0 \(no --folds"):
+        seeded_split(names, fold=1)
+    with pytest.raises(ConfigError, match="more folds than the 6 cases"):
+        seeded_split(names, folds=7)
+    pairs = _pairs(tmp_path, names)
+    assert len(select_split(pairs, "val", tmp_path, folds=3, fold=1)) == 2
+    (tmp_path / "val.txt").write_text("c01\n")
+    with pytest.raises(ConfigError, match=r"--folds 3: .* has val.txt, which fix the split"):
+        select_split(pairs, "train", tmp_path, folds=3, fold=0)

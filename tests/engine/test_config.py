@@ -50,6 +50,9 @@ def test_unknown_preset_and_unknown_keys_are_named(tmp_path):
         ("optimizer", "sgd", "--optimizer"),
         ("num_classes", 0, "--num-classes"),
         ("img_size", 4, "--img-size"),
+        ("max_train_cases", 0, "--max-train-cases"),
+        ("folds", 1, "--folds 1"),
+        ("fold", 2, "--fold 2"),
     ],
 )
 def test_invalid_values_raise_with_the_flag_name(field, value, message):

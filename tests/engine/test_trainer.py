@@ -198,3 +198,21 @@ def test_resume_refuses_an_optimizer_state_of_another_parameter_order(tiny_synth
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="another parameter order"):
         train(resume_config(tmp_path / "run", epochs=2), resume=True)
+
+
+def test_max_train_cases_trains_on_the_first_cases_of_the_split_and_keeps_validation_whole(
+    tiny_synth, tmp_path
+):
+    from specmamba.data.layouts import find_pairs
+    from specmamba.data.splits import select_split
+    from specmamba.engine.distributed import DistContext
+
+    summary = train(_config(tiny_synth, tmp_path / "run", epochs=1, max_train_cases=5, export=False))
+    assert summary["n_train"] == 5 and summary["n_val"] == 4  # the whole split: 14 / 4
+    cfg = _config(tiny_synth, tmp_path / "other", max_train_cases=5)
+    trainer = trainer_module.Trainer(cfg, torch.device("cpu"), DistContext(), resume=False, overwrite=False)
+    trainer._prepare_data()
+    split = select_split(find_pairs(str(tiny_synth)), "train", str(tiny_synth))
+    assert [p.name for p in trainer.train_pairs] == [p.name for p in split[:5]]
+    with pytest.raises(ConfigError, match="--max-train-cases"):
+        _config(tiny_synth, tmp_path / "bad", max_train_cases=0)

@@ -112,3 +112,20 @@ def test_shards_split_the_runs_and_leave_the_audit_to_the_final_call(tmp_path):
     for bad in ("0/2", "3/2", "2", "a/b"):
         with pytest.raises(ConfigError, match="--shard"):
             parse_shard(bad)
+
+
+def test_folds_train_every_model_and_seed_once_per_fold(tmp_path):
+    spec = load_study(_write(tmp_path, seeds=[0], folds=2))
+    assert [(r.entry.label, r.seed, r.fold, r.folder) for r in spec.runs] == [
+        ("test_unet", 0, 0, "runs/test_unet/seed0-fold0"),
+        ("test_unet", 0, 1, "runs/test_unet/seed0-fold1"),
+        ("vm", 0, 0, "runs/vm/seed0-fold0"),
+        ("vm", 0, 1, "runs/vm/seed0-fold1"),
+    ]
+    assert {(r.config["folds"], r.config["fold"]) for r in spec.runs} == {(2, 0), (2, 1)}
+    assert spec.to_dict()["folds"] == 2 and "folds" not in load_study(_write(tmp_path)).to_dict()
+    for bad, named in [(1, "folds must be a whole number k >= 2"), (30, "synthetic data has only 20")]:
+        with pytest.raises(ConfigError, match=named):
+            load_study(_write(tmp_path, folds=bad))
+    with pytest.raises(ConfigError, match="recipe: fold"):
+        load_study(_write(tmp_path, recipe={**GOOD["recipe"], "fold": 1}))

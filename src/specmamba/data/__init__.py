@@ -11,7 +11,7 @@ from __future__ import annotations
 from .dataset import ImageFolderDataset, SegmentationDataset, validate_pairs
 from .io import read_image, read_mask
 from .layouts import IMAGE_SUFFIXES, SamplePair, find_pairs, is_image_file, list_images
-from .splits import SPLITS, read_split_lists, seeded_split, select_split
+from .splits import SPLITS, check_folds, read_split_lists, seeded_split, select_split, split_options
 from .statistics import IMAGENET_MEAN, IMAGENET_STD, cache_dir, compute_mean_std, default_mean_std
 from .synthetic import make_synthetic_dataset, render_sample
 from .transforms import (
@@ -40,6 +40,7 @@ __all__ = [
     "SegmentationDataset",
     "build_transforms",
     "cache_dir",
+    "check_folds",
     "compute_mean_std",
     "default_mean_std",
     "find_pairs",
@@ -53,6 +54,7 @@ __all__ = [
     "rotate",
     "seeded_split",
     "select_split",
+    "split_options",
     "to_tensor",
     "validate_pairs",
 ]

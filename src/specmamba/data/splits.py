@@ -6,16 +6,22 @@ training and the last 519 for evaluation. :func:`seeded_split` reproduces that o
 private ``random.Random(seed)``, which draws the same numbers as the module-level functions after
 ``random.seed(seed)`` but leaves the global random state untouched.
 
+**k folds.** With ``folds=k`` (k >= 2) the same shuffled order is cut into k contiguous parts
+(sizes differing by at most one, the larger first); fold ``f`` validates on part ``f`` and trains on
+the others, so the k validation splits partition the cases. ``val_fraction`` is then unused.
+
 A data folder may instead carry ``train.txt`` / ``val.txt`` / ``test.txt`` (one case name or file
-name per line; blank lines and lines starting with ``#`` are ignored); they take precedence.
+name per line; blank lines and lines starting with ``#`` are ignored); they take precedence (folds
+need the seeded order, so a folder with train/val lists refuses them).
 """
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, DataError
 from .layouts import SamplePair
@@ -25,19 +31,49 @@ _LIST_SPLITS = ("train", "val", "test")
 
 
 def seeded_split(
-    names: Sequence[str], val_fraction: float = 0.2, seed: int = 42
+    names: Sequence[str], val_fraction: float = 0.2, seed: int = 42, folds: int = 0, fold: int = 0
 ) -> tuple[list[str], list[str]]:
     """Split case names into (train, val) exactly as ``sorted`` + ``random.seed`` + ``random.shuffle``.
 
     Train is the first ``int(len(names) * (1 - val_fraction))`` shuffled names, val the rest, both in
-    shuffled order (2594 names -> 2075 / 519). The global ``random`` state is not changed.
+    shuffled order (2594 names -> 2075 / 519). With ``folds=k >= 2``, val is instead part ``fold`` of
+    the shuffled order cut into k (10 names, 3 folds -> parts of 4, 3, 3) and train the other parts.
+    The global ``random`` state is not changed.
     """
+    check_folds(folds, fold)
     if not 0.0 <= val_fraction <= 1.0:
         raise ConfigError(f"--val-fraction {val_fraction}: must be between 0 and 1 (e.g. 0.2).")
     order = sorted(names)
     random.Random(seed).shuffle(order)
+    if folds:
+        if folds > len(order):
+            raise ConfigError(f"--folds {folds}: more folds than the {len(order)} cases to split.")
+        size, extra = divmod(len(order), folds)
+        start = fold * size + min(fold, extra)
+        stop = start + size + (fold < extra)
+        return order[:start] + order[stop:], order[start:stop]
     n_train = int(len(order) * (1 - val_fraction))
     return order[:n_train], order[n_train:]
+
+
+def check_folds(folds: int, fold: int) -> None:
+    """ConfigError unless ``folds`` is 0 (no folds) or >= 2 and ``fold`` lies in 0..folds-1 (0 without)."""
+    if folds == 1 or folds < 0:
+        raise ConfigError(f"--folds {folds}: give 0 (the val_fraction split) or k >= 2 folds.")
+    if not 0 <= fold < max(folds, 1):
+        valid = f"0..{folds - 1}" if folds else "0 (no --folds given)"
+        raise ConfigError(f"--fold {fold}: must lie in {valid}.")
+
+
+def split_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The split a training config names, as :func:`select_split`'s keyword arguments (configs written
+    before k folds existed have none: folds 0)."""
+    return {
+        "val_fraction": config["val_fraction"],
+        "seed": config["split_seed"],
+        "folds": config.get("folds") or 0,
+        "fold": config.get("fold") or 0,
+    }
 
 
 def read_split_lists(root: str | os.PathLike[str]) -> dict[str, list[str]]:
@@ -66,13 +102,16 @@ def select_split(
     root: str | os.PathLike[str] | None = None,
     val_fraction: float = 0.2,
     seed: int = 42,
+    folds: int = 0,
+    fold: int = 0,
 ) -> list[SamplePair]:
     """The pairs of one split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
 
     ``all`` is every pair. Otherwise list files in ``root`` win (a missing train or val list is the
     complement of the other lists); without them train/val come from :func:`seeded_split` on the pair
-    names (excluding any ``test.txt`` cases). A ``test`` split without ``test.txt``, a listed name
-    with no pair, or a case listed in two splits raises :class:`DataError`. The result keeps the
+    names (excluding any ``test.txt`` cases), or fold ``fold`` of its ``folds`` parts. A ``test``
+    split without ``test.txt``, a listed name with no pair, or a case listed in two splits raises
+    :class:`DataError`; folds with train/val lists raise :class:`ConfigError`. The result keeps the
     order of the list file, or the shuffled order of the seeded split.
     """
     if split not in SPLITS:
@@ -83,6 +122,12 @@ def select_split(
     lookup = _lookup(pairs)
     chosen = {name: _resolve(entries, lookup, Path(root) / f"{name}.txt") for name, entries in lists.items()}
     _check_disjoint(chosen, Path(root) if root is not None else None)
+    fixed = sorted(f"{name}.txt" for name in chosen if name != "test")
+    if folds and split in ("train", "val") and fixed:
+        raise ConfigError(
+            f"--folds {folds}: {root} has {' and '.join(fixed)}, which fix the split, while k folds cut "
+            "the seeded order. Remove the lists or drop --folds."
+        )
 
     if split in chosen:
         return chosen[split]
@@ -97,7 +142,7 @@ def select_split(
     other = "val" if split == "train" else "train"
     if other in chosen:
         return remaining  # the complement of the lists that exist
-    train, val = seeded_split([p.name for p in remaining], val_fraction, seed)
+    train, val = seeded_split([p.name for p in remaining], val_fraction, seed, folds, fold)
     by_name = {p.name: p for p in remaining}
     return [by_name[name] for name in (train if split == "train" else val)]
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from ..data.splits import check_folds
 from ..errors import ConfigError
 
 OPTIMIZERS = ("adamw", "adam")
@@ -66,6 +67,13 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, CUDA only
     val_fraction: float = 0.2
     split_seed: int = 42
+    # k-fold cross-validation of the seeded split: folds k >= 2 validates on part `fold` of the shuffled
+    # cases cut into k (val_fraction unused); 0 keeps the val_fraction split.
+    folds: int = 0
+    fold: int = 0
+    # Train on the first N cases of the training split only (the seeded split's shuffled order, so a
+    # seeded random subset); validation keeps its whole split. For learning curves and CPU-sized studies.
+    max_train_cases: int | None = None
     seed: int = 0
     deterministic: bool = False
     normalization: str = "dataset"
@@ -97,6 +105,10 @@ class TrainConfig:
             (low <= self.split_seed <= high, f"--split-seed must lie in {low}..{high}"),
             (low <= self.seed <= high, f"--seed must lie in {low}..{high}"),
             (self.workers >= 0, "--workers must be >= 0"),
+            (
+                self.max_train_cases is None or self.max_train_cases >= 1,
+                "--max-train-cases must be >= 1 (or left out: the whole training split)",
+            ),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (
                 self.normalization in NORMALIZATIONS,
@@ -110,6 +122,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"Invalid training configuration: {message}.")
+        check_folds(self.folds, self.fold)
         taken = sorted(set(self.model_kwargs) & config_fields())
         if taken:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in taken)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import staged_folder, write_json
-from ..data import find_pairs, read_mask, select_split, validate_pairs
+from ..data import find_pairs, read_mask, select_split, split_options, validate_pairs
 from ..disk import check_output_folder
+from ..errors import ConfigError
 from ..inference import check_loader_options, resolve_device
 from ..metrics import MetricTable, case_metrics_multiclass
 from .case_inference import case_probabilities
@@ -26,6 +27,19 @@ from .sliding_window import SlidingWindow
 
 #: Room asked for the two tables (a per-case row is about 200 bytes; this covers 5000 cases).
 _TABLE_BYTES = 1 << 20
+
+
+def _check_same_split(ensemble: Ensemble, split: str) -> None:
+    """ConfigError unless every member names the first one's seeded split (fraction, seed, fold)."""
+    first = ensemble.members[0]
+    expected = split_options(first.ckpt["config"])
+    for member in ensemble.members[1:]:
+        found = split_options(member.ckpt["config"])
+        if found != expected:
+            raise ConfigError(
+                f"--checkpoint {member.path} was trained on the split {found}, but {first.path} on "
+                f"{expected}; they would hold out different {split} cases."
+            )
 
 
 def evaluate(
@@ -48,7 +62,7 @@ def evaluate(
     summary (also written to ``out``).
 
     ``split`` is train / val / test / all; train and val reproduce the checkpoint's own seeded split
-    (its ``val_fraction`` and ``split_seed``, which an ensemble's members must share) unless the data
+    (its ``val_fraction``, ``split_seed`` and folds, which an ensemble's members must share) unless the data
     folder carries explicit split lists. ``out`` defaults to ``<first checkpoint folder>/eval_<split>``,
     with ``_tta``, ``_ensemble<N>`` and ``_sw`` (``sliding_window="on"``) appended when they apply, so
     that the plain figures are kept.
@@ -68,11 +82,11 @@ def evaluate(
     ensemble = Ensemble(paths, resolve_device(device), tta=tta, threshold=threshold)  # refuses no paths
     out_dir = Path(out)
     if split in ("train", "val"):
-        ensemble.check_agree(("val_fraction", "split_seed"), f"they would hold out different {split} cases")
+        _check_same_split(ensemble, split)
     cfg = ensemble.config
     window = SlidingWindow(cfg["img_size"], sliding_window, sw_overlap, sw_scale, batch_size)  # checks
     pairs = find_pairs(data, allow_unpaired=allow_unpaired)
-    selected = select_split(pairs, split, data, cfg["val_fraction"], cfg["split_seed"])
+    selected = select_split(pairs, split, data, **split_options(cfg))
     num_classes = cfg["num_classes"]
     validate_pairs(selected, num_classes)
 

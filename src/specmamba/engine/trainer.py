@@ -55,6 +55,7 @@ from ..data import (
     default_mean_std,
     find_pairs,
     select_split,
+    split_options,
     validate_pairs,
 )
 from ..disk import check_output_folder
@@ -168,8 +169,11 @@ class Trainer:
     def _prepare_data(self) -> None:
         cfg = self.config
         pairs = find_pairs(cfg.data, allow_unpaired=cfg.allow_unpaired)
-        self.train_pairs = select_split(pairs, "train", cfg.data, cfg.val_fraction, cfg.split_seed)
-        self.val_pairs = select_split(pairs, "val", cfg.data, cfg.val_fraction, cfg.split_seed)
+        split = split_options(cfg.to_dict())
+        self.train_pairs = select_split(pairs, "train", cfg.data, **split)
+        self.val_pairs = select_split(pairs, "val", cfg.data, **split)
+        if cfg.max_train_cases is not None:
+            self.train_pairs = self.train_pairs[: cfg.max_train_cases]
         if not self.train_pairs or not self.val_pairs:
             raise ConfigError(
                 f"--data {cfg.data}: the split gave {len(self.train_pairs)} training and "

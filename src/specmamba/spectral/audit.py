@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, staged_folder, write_csv, write_json
-from ..data import find_pairs, select_split, validate_pairs
+from ..data import find_pairs, select_split, split_options, validate_pairs
 from ..disk import check_output_folder
 from ..errors import ConfigError, DataError
 from ..inference import check_loader_options, resolve_device
@@ -170,18 +170,15 @@ def _select_images(
 ) -> list[Any]:
     pairs = find_pairs(data, allow_unpaired=allow_unpaired)
     if split in ("train", "val"):
-        splits = {(e.config["val_fraction"], e.config["split_seed"]) for e in entries}
+        splits = {tuple(split_options(e.config).items()) for e in entries}
         if len(splits) > 1:
-            detail = "; ".join(
-                f"{e.path}: val_fraction {e.config['val_fraction']}, split_seed {e.config['split_seed']}"
-                for e in entries
-            )
+            detail = "; ".join(f"{e.path}: {split_options(e.config)}" for e in entries)
             raise ConfigError(
                 f"the checkpoints were trained on different splits ({detail}), so --split {split} would mean "
                 "different images for each: audit them separately, or use --split all / a test.txt split."
             )
     first = entries[0].config
-    selected = select_split(pairs, split, data, first["val_fraction"], first["split_seed"])
+    selected = select_split(pairs, split, data, **split_options(first))
     if not selected:
         raise DataError(f"--split {split} of {data} has no images; choose another split or check the folder.")
     validate_pairs(selected, num_classes=1, in_chans=first["in_chans"])

@@ -1,14 +1,16 @@
-"""``specmamba study``: train, score and audit every (model, seed) run of a study file; resumable.
+"""``specmamba study``: train, score and audit every (model, seed[, fold]) run of a study file; resumable.
 
 Study folder (``--out DIR``)::
 
     study.yaml                      the resolved study (written first; another study refuses DIR)
     data/<name>/                    synthetic data, where the study asks for it
-    runs/<label>/seed<k>/           one training run folder per (model, seed) (``specmamba train``'s)
+    runs/<label>/seed<k>/           one training run folder per (model, seed) (``specmamba train``'s;
+                                    ``seed<k>-fold<f>/`` per fold in a study with folds)
         eval_val/                   its validation split, scored (``specmamba evaluate``'s files)
         eval_<external>/            each external test set, all cases
     speed/<label>.json              parameters, GFLOPs, CPU s/image, GPU ms/image of each model
-    audit/, audit_uncentred/        the spectral audit of every checkpoint (centred; raw maps)
+    audit/, audit_uncentred/        the spectral audit of every checkpoint (centred; raw maps); with
+                                    folds one audit per fold (``audit/fold<f>/``, its validation part)
     leaderboard.csv/.md, pairwise.csv, families.csv, report.html   (:mod:`specmamba.study.tables`)
 
 **Resuming.** Every step's output appears atomically and is the step's "done" mark: a finished run
@@ -80,8 +82,9 @@ class StudyFolder:
     def speed_file(self, slug: str) -> Path:
         return self.speed / f"{slug}.json"
 
-    def audit(self, centred: bool) -> Path:
-        return self.root / ("audit" if centred else "audit_uncentred")
+    def audit(self, centred: bool, fold: int | None = None) -> Path:
+        base = self.root / ("audit" if centred else "audit_uncentred")
+        return base if fold is None else base / f"fold{fold}"
 
 
 def _finished(run_dir: Path) -> bool:
@@ -195,8 +198,16 @@ def measure_speed(run: RunSpec, spec: StudySpec) -> dict[str, Any]:
 
 
 def _audit(
-    folder: StudyFolder, spec: StudySpec, data: str, device: str, progress: bool, centred: bool
+    folder: StudyFolder,
+    spec: StudySpec,
+    data: str,
+    device: str,
+    progress: bool,
+    centred: bool,
+    fold: int | None,
 ) -> None:
+    """Audit the checkpoints of one fold (all of them without folds): they share a validation split."""
+    runs = [r for r in spec.runs if r.fold == fold]
     options = spec.audit
     settings = AuditSettings(
         threshold=options["threshold"],
@@ -208,16 +219,16 @@ def _audit(
         center=centred,
     )
     run_audit(
-        [folder.run(r) / "checkpoint_best.pt" for r in spec.runs],
+        [folder.run(r) / "checkpoint_best.pt" for r in runs],
         data,
-        folder.audit(centred),
+        folder.audit(centred, fold),
         split="val",
         device=device,
         settings=settings,
         progress=progress,
         overwrite=True,
         command=f"specmamba study ({spec.name})",
-        architectures=[r.entry.label for r in spec.runs],
+        architectures=[r.entry.label for r in runs],
     )
 
 
@@ -251,7 +262,7 @@ def plan(
     for i, run in enumerate(spec.runs):
         if not in_shard(i):
             continue
-        run_dir, name = folder.run(run), f"{run.entry.label} seed {run.seed}"
+        run_dir, name = folder.run(run), run.name
         steps.append(
             Step(
                 run.config["epochs"],
@@ -288,15 +299,19 @@ def plan(
             )
     if shard is None and spec.audit["enabled"]:
         for centred in (True, False) if spec.audit["uncentred"] else (True,):
-            target = folder.audit(centred) / "summary.json"
-            steps.append(
-                Step(
-                    len(spec.runs),
-                    "audit" if centred else "audit (uncentred maps)",
-                    target.is_file,
-                    lambda c=centred: _audit(folder, spec, data, device, progress, c),
+            for fold in spec.fold_ids:
+                target = folder.audit(centred, fold) / "summary.json"
+                what = ("audit" if centred else "audit (uncentred maps)") + (
+                    "" if fold is None else f" fold {fold}"
                 )
-            )
+                steps.append(
+                    Step(
+                        sum(r.fold == fold for r in spec.runs),
+                        what,
+                        target.is_file,
+                        lambda c=centred, f=fold: _audit(folder, spec, data, device, progress, c, f),
+                    )
+                )
     return steps
 
 

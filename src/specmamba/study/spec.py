@@ -8,6 +8,7 @@ A study file is YAML (a path, or the name of one shipped in ``specmamba/configs/
     external:                          # optional test sets scored by every run (whole folder)
       - {name: kvasir, data: ../shared/data/kvasir-seg}
     seeds: [0, 1, 2]                   # training seeds: every model is trained once per seed
+    folds: 5                           # optional k-fold cross-validation: once per seed and fold
     recipe:                            # training options shared by every model (``specmamba train``'s)
       preset: vmunet_isic              # optional shipped preset or YAML file underneath the recipe
       epochs: 30
@@ -25,7 +26,12 @@ A study file is YAML (a path, or the name of one shipped in ``specmamba/configs/
 Relative data paths are read from the current working directory, as ``specmamba train --data`` reads
 them; the resolved study (absolute paths) is written as ``study.yaml`` in the study folder and a later
 call with another study refuses that folder. The recipe may not set what the study sets per run
-(``data``, ``out``, ``model``, ``model_kwargs``, ``seed``).
+(``data``, ``out``, ``model``, ``model_kwargs``, ``seed``, ``folds``, ``fold``).
+
+**Folds.** Without ``folds`` every run validates on the recipe's seeded ``val_fraction`` split. With
+``folds: k`` each (model, seed) is trained k times, fold f validating on part f of the seeded order
+(:func:`~specmamba.data.splits.seeded_split`), so that every case is scored once per seed by a model
+that did not see it; the external sets are scored by every fold.
 
 :func:`load_study` checks everything a run could later fail on, before anything is trained: unknown
 keys (naming the entry, e.g. ``models[2].recipe``), unknown model names, model options the model does
@@ -47,7 +53,7 @@ from typing import Any
 import torch
 import yaml
 
-from ..data import find_pairs
+from ..data import find_pairs, select_split
 from ..engine.config import SEED_RANGE, TrainConfig, config_fields, load_preset, resolved_path
 from ..errors import ConfigError, SpecMambaError
 from ..models.interface import architecture_label, valid_input_size
@@ -62,6 +68,7 @@ STUDY_KEYS = (
     "data",
     "external",
     "seeds",
+    "folds",
     "recipe",
     "models",
     "audit",
@@ -70,7 +77,7 @@ STUDY_KEYS = (
 )
 MODEL_KEYS = ("model", "label", "model_kwargs", "recipe")
 #: Training options the study sets for every run itself.
-PER_RUN_FIELDS = ("data", "out", "model", "model_kwargs", "seed")
+PER_RUN_FIELDS = ("data", "out", "model", "model_kwargs", "seed", "folds", "fold")
 SYNTHETIC_KEYS = {"n": 96, "size": 64, "seed": 0}
 #: Audit options of a study (``AuditSettings`` names) with their defaults; ``enabled`` and
 #: ``uncentred`` say whether the audit, and its second pass on raw (uncentred) maps, run at all.
@@ -110,12 +117,18 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (model, seed) training run; ``folder`` is relative to the study folder."""
+    """One (model, seed[, fold]) training run; ``folder`` is relative to the study folder."""
 
     entry: ModelEntry
     seed: int
     folder: str
     config: dict[str, Any]  # TrainConfig fields without data and out (the runner fills them)
+    fold: int | None = None  # None: the study has no folds
+
+    @property
+    def name(self) -> str:
+        """How progress and errors name the run: ``label seed k`` (``fold f`` appended with folds)."""
+        return f"{self.entry.label} seed {self.seed}" + ("" if self.fold is None else f" fold {self.fold}")
 
 
 @dataclass
@@ -132,8 +145,14 @@ class StudySpec:
     audit: dict[str, Any]
     statistics: dict[str, Any]
     speed: dict[str, Any]
+    folds: int = 0  # 0: no cross-validation
     source: str = ""
     runs: list[RunSpec] = field(default_factory=list)
+
+    @property
+    def fold_ids(self) -> list[int | None]:
+        """The folds every (model, seed) is trained on: [None] without folds."""
+        return list(range(self.folds)) if self.folds else [None]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved study as plain YAML-able values (what ``study.yaml`` holds)."""
@@ -151,6 +170,7 @@ class StudySpec:
             "audit": dict(self.audit),
             "statistics": dict(self.statistics),
             "speed": dict(self.speed),
+            **({"folds": self.folds} if self.folds else {}),  # study files without folds read as before
         }
 
 
@@ -250,6 +270,28 @@ def _seeds(value: Any) -> list[int]:
     return list(value)
 
 
+def _folds(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ConfigError(
+            f"folds must be a whole number k >= 2 (k-fold cross-validation), or left out; got {value!r}."
+        )
+    return value
+
+
+def _check_folds_fit(data: str | dict[str, Any], folds: int) -> None:
+    """Refuse folds a data folder cannot give (train/val lists fix its split; fewer cases than folds)."""
+    if isinstance(data, dict):
+        if data["synthetic"]["n"] < folds:
+            raise ConfigError(f"folds {folds}: the synthetic data has only {data['synthetic']['n']} cases.")
+        return
+    try:
+        select_split(find_pairs(data), "val", data, folds=folds, fold=0)
+    except SpecMambaError as err:
+        raise ConfigError(f"folds ({data}): {err}") from None
+
+
 def _recipe(value: Any, where: str) -> dict[str, Any]:
     recipe = _mapping(value, where)
     unknown = sorted(str(k) for k in recipe if k not in config_fields() and k != "preset")
@@ -262,7 +304,8 @@ def _recipe(value: Any, where: str) -> dict[str, Any]:
     if taken:
         raise ConfigError(
             f"{where}: {', '.join(taken)} are set by the study for every run (data and external at the top, "
-            "model and model_kwargs per model, seed from seeds); remove them from the recipe."
+            "model and model_kwargs per model, seed from seeds, folds at the top); remove them from the "
+            "recipe."
         )
     return recipe
 
@@ -351,6 +394,10 @@ def _build(values: dict[str, Any], stem: str, data_override: str | None) -> Stud
     if len({e.name for e in external}) != len(external):
         raise ConfigError("external: two test sets share a name.")
     seeds = _seeds(values["seeds"])
+    folds = _folds(values.get("folds"))
+    fold_ids: list[int | None] = list(range(folds)) if folds else [None]
+    if folds:
+        _check_folds_fit(data, folds)
     recipe = _recipe(values.get("recipe"), "recipe")
     base = load_preset(recipe["preset"]) if "preset" in recipe else {}
 
@@ -369,13 +416,16 @@ def _build(values: dict[str, Any], stem: str, data_override: str | None) -> Stud
         settings = {**base, **{k: v for k, v in recipe.items() if k != "preset"}, **overrides}
         settings.update(model=entry.model, model_kwargs=kwargs)
         for seed in seeds:
-            config = TrainConfig(**settings, seed=seed, data="study-data", out="study-run")
-            try:
-                config.validate()
-            except ConfigError as err:
-                raise ConfigError(f"{where} ({label}), seed {seed}: {err}") from None
-            fields = {k: v for k, v in config.to_dict().items() if k not in ("data", "out")}
-            runs.append(RunSpec(entry, seed, f"runs/{entry.slug}/seed{seed}", fields))
+            for fold in fold_ids:
+                split = {"folds": folds, "fold": fold} if fold is not None else {}
+                config = TrainConfig(**settings, **split, seed=seed, data="study-data", out="study-run")
+                try:
+                    config.validate()
+                except ConfigError as err:
+                    raise ConfigError(f"{where} ({label}), seed {seed}: {err}") from None
+                fields = {k: v for k, v in config.to_dict().items() if k not in ("data", "out")}
+                run_dir = f"runs/{entry.slug}/seed{seed}" + ("" if fold is None else f"-fold{fold}")
+                runs.append(RunSpec(entry, seed, run_dir, fields, fold))
         _check_model(entry, runs[-1].config, where)
         models.append(entry)
     for attr in ("label", "slug"):
@@ -419,5 +469,6 @@ def _build(values: dict[str, Any], stem: str, data_override: str | None) -> Stud
         audit=_options(values.get("audit"), "audit", AUDIT_DEFAULTS),
         statistics=statistics,
         speed=_options(values.get("speed"), "speed", SPEED_DEFAULTS),
+        folds=folds,
         runs=runs,
     )

@@ -5,6 +5,9 @@ speed/*.json, the audits' per_image.csv) and derives the rest with seeded statis
 twice, or after a resumed study, writes the same bytes.
 
 - ``leaderboard.csv`` / ``leaderboard.md``: one row per model entry, ranked by validation Dice.
+  With k folds, a seed's validation scores are its folds' validation parts side by side (every case
+  scored once, by the fold that held it out) and its external scores each case's mean over the folds;
+  everything below then treats that seed as without folds.
   For every scored set (``val``, then each external set) and metric (Dice, IoU, BF1, HD95 in px):
   ``_mean`` over seeds and cases, ``_std`` over seeds of the per-seed means (training noise; empty with
   one seed), and ``_ci_low`` / ``_ci_high``, the 95% bootstrap interval over seeds and cases
@@ -39,7 +42,7 @@ import numpy as np
 from ..atomic import atomic_write_text, write_csv
 from ..spectral.report import software_versions, write_report
 from ..spectral.statistics import correlate
-from .spec import ModelEntry, StudySpec
+from .spec import ModelEntry, RunSpec, StudySpec
 from .stats import adjust_pvalues, bootstrap_interval, signed_rank_test
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,22 +74,44 @@ def _sets(spec: StudySpec) -> list[str]:
     return ["val", *(e.name for e in spec.external)]
 
 
+def _finite_mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _seed_scores(folder: StudyFolder, runs: Sequence[RunSpec], set_name: str) -> dict[str, dict[str, float]]:
+    """case -> metric -> value of one seed's runs (one run, or one per fold) on one scored set."""
+    per_run = [
+        {row["case"]: row for row in _read_rows(folder.evaluation(r, set_name) / "per_case.csv")}
+        for r in runs
+    ]
+    if set_name == "val":  # the folds' validation parts are disjoint: side by side
+        merged: dict[str, dict[str, str]] = {}
+        for run, rows in zip(runs, per_run):
+            twice = sorted(merged.keys() & rows.keys())
+            if twice:
+                raise ValueError(f"{folder.evaluation(run, 'val')}: cases {twice[:3]} scored by two folds")
+            merged.update(rows)
+        return {c: {m: _number(row.get(m)) for m in METRICS} for c, row in merged.items()}
+    cases = sorted(per_run[0])
+    for run, rows in zip(runs, per_run):
+        if sorted(rows) != cases:
+            raise ValueError(f"{folder.evaluation(run, set_name)}: scored other cases than {runs[0].name}")
+    return {c: {m: _finite_mean([_number(r[c].get(m)) for r in per_run]) for m in METRICS} for c in cases}
+
+
 def case_tables(
     folder: StudyFolder, spec: StudySpec, entry: ModelEntry, set_name: str
 ) -> tuple[list[str], dict[str, np.ndarray]]:
     """(case names, metric -> (S seeds, N cases) table) of ``entry`` on one scored set."""
     runs = [r for r in spec.runs if r.entry is entry]
-    by_seed = [
-        {row["case"]: row for row in _read_rows(folder.evaluation(r, set_name) / "per_case.csv")}
-        for r in runs
-    ]
+    seeds = sorted({r.seed for r in runs}, key=[r.seed for r in runs].index)
+    by_seed = [_seed_scores(folder, [r for r in runs if r.seed == seed], set_name) for seed in seeds]
     cases = sorted(by_seed[0])
-    for run, rows in zip(runs, by_seed):
-        if sorted(rows) != cases:
-            raise ValueError(
-                f"{folder.evaluation(run, set_name)}: scored other cases than seed {runs[0].seed}"
-            )
-    tables = {m: np.array([[_number(rows[c].get(m)) for c in cases] for rows in by_seed]) for m in METRICS}
+    for seed, scores in zip(seeds, by_seed):
+        if sorted(scores) != cases:
+            raise ValueError(f"{entry.label} seed {seed}: scored other {set_name} cases than seed {seeds[0]}")
+    tables = {m: np.array([[scores[c][m] for c in cases] for scores in by_seed]) for m in METRICS}
     return cases, tables
 
 
@@ -112,7 +137,7 @@ def leaderboard_rows(folder: StudyFolder, spec: StudySpec) -> list[dict[str, Any
             "label": entry.label,
             "model": entry.model,
             "model_kwargs": json.dumps(entry.model_kwargs, sort_keys=True),
-            "n_seeds": sum(r.entry is entry for r in spec.runs),
+            "n_seeds": len({r.seed for r in spec.runs if r.entry is entry}),
         }
         for set_name in _sets(spec):
             cases, tables = case_tables(folder, spec, entry, set_name)
@@ -184,9 +209,18 @@ def pairwise_rows(folder: StudyFolder, spec: StudySpec) -> list[dict[str, Any]]:
     return rows
 
 
-def _audit_images(folder: StudyFolder, centred: bool) -> list[dict[str, str]] | None:
-    path = folder.audit(centred) / "per_image.csv"
-    return _read_rows(path) if path.is_file() else None
+def _audit_images(folder: StudyFolder, spec: StudySpec, centred: bool) -> list[dict[str, str]] | None:
+    """The audit's per-image rows (every fold's, each tagged with its ``fold``), None before it ran.
+
+    A checkpoint's label is the same in every fold's audit (``label-seed<k>``), so a family's table
+    of checkpoints by images holds each seed's folds side by side, as the leaderboard does."""
+    rows = []
+    for fold in spec.fold_ids:
+        path = folder.audit(centred, fold) / "per_image.csv"
+        if not path.is_file():
+            return None
+        rows += [{**row, "fold": str(fold)} for row in _read_rows(path)]
+    return rows
 
 
 def _stage_count(rows: Sequence[dict[str, str]]) -> int:
@@ -217,7 +251,7 @@ def _stage_span(
 
 
 def family_rows(folder: StudyFolder, spec: StudySpec) -> list[dict[str, Any]]:
-    centred, raw = _audit_images(folder, True), _audit_images(folder, False)
+    centred, raw = _audit_images(folder, spec, True), _audit_images(folder, spec, False)
     if centred is None:
         return []
     n_stages = _stage_count(centred)
@@ -274,12 +308,12 @@ def _pairs(rows: Sequence[dict[str, str]], family: str | None) -> tuple[list[flo
     return (
         [_number(r["avr_mean"]) for r in chosen],
         [_number(r["bf1"]) for r in chosen],
-        [r["checkpoint"] for r in chosen],
+        [r["checkpoint"] + ("" if r["fold"] == "None" else f" fold {r['fold']}") for r in chosen],
     )
 
 
 def correlation_rows(folder: StudyFolder, spec: StudySpec) -> list[dict[str, Any]]:
-    audits = {"centred": _audit_images(folder, True), "uncentred": _audit_images(folder, False)}
+    audits = {"centred": _audit_images(folder, spec, True), "uncentred": _audit_images(folder, spec, False)}
     if audits["centred"] is None:
         return []
     boot = {"n_boot": spec.audit["n_boot"], "seed": spec.statistics["seed"]}
@@ -352,8 +386,9 @@ def leaderboard_markdown(rows: Sequence[dict[str, Any]], spec: StudySpec) -> str
     lines = [
         f"# {spec.name}: leaderboard",
         "",
-        f"{len(spec.seeds)} seed(s) ({', '.join(map(str, spec.seeds))}); cells: mean ± std over seeds "
-        "[95% bootstrap interval over seeds and cases].",
+        f"{len(spec.seeds)} seed(s) ({', '.join(map(str, spec.seeds))})"
+        + (f", {spec.folds} folds each" if spec.folds else "")
+        + "; cells: mean ± std over seeds [95% bootstrap interval over seeds and cases].",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -392,10 +427,13 @@ def write_tables(folder: StudyFolder, spec: StudySpec) -> dict[str, Any]:
         write_csv(root / "correlations.csv", correlations)
         tables.update({"families.csv": families, "correlations.csv": correlations})
     figures = write_study_figures(root / "figures", board, families, spec)
-    audit_summary = folder.audit(True) / "summary.json"
-    if audit_summary.is_file():
-        for name, files in json.loads(audit_summary.read_text(encoding="utf-8"))["files"]["figures"].items():
-            figures[f"audit: {name}"] = [folder.audit(True) / f for f in files]
+    for fold in spec.fold_ids:
+        audit_dir = folder.audit(True, fold)
+        if (audit_dir / "summary.json").is_file():
+            shown = json.loads((audit_dir / "summary.json").read_text(encoding="utf-8"))["files"]["figures"]
+            where = "audit" if fold is None else f"audit fold {fold}"
+            for name, files in shown.items():
+                figures[f"{where}: {name}"] = [audit_dir / f for f in files]
     summary = {f"{row['label']}: val Dice": _interval_text(row, "val_dice") for row in board}
     for row in correlations:
         if row["scope"] != "family":

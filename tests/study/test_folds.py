@@ -11,20 +11,14 @@ import yaml
 
 from specmamba.study import run_study
 
+from . import TINY_RECIPE
+
 STUDY = {
     "data": {"synthetic": {"n": 18, "size": 64, "seed": 4}},
     "external": [{"name": "ext", "data": {"synthetic": {"n": 5, "size": 64, "seed": 8}}}],
     "seeds": [0],
     "folds": 3,
-    "recipe": {
-        "preset": "demo",
-        "epochs": 1,
-        "img_size": 64,
-        "batch_size": 4,
-        "export": False,
-        "device": "cpu",
-        "workers": 0,
-    },
+    "recipe": {**TINY_RECIPE, "epochs": 1},
     "models": [{"model": "test_unet"}, {"model": "test_vmunet"}],
     "audit": {"shift_images": 0, "n_boot": 20},
     "statistics": {"n_boot": 50},

@@ -10,19 +10,13 @@ from specmamba.engine.trainer import Trainer
 from specmamba.study import run_study
 from specmamba.study import runner as study_runner
 
+from . import TINY_RECIPE
+
 STUDY = {
     "data": {"synthetic": {"n": 20, "size": 64, "seed": 3}},
     "external": [{"name": "ext", "data": {"synthetic": {"n": 6, "size": 64, "seed": 9}}}],
     "seeds": [0, 1],
-    "recipe": {
-        "preset": "demo",
-        "epochs": 2,
-        "img_size": 64,
-        "batch_size": 4,
-        "export": False,
-        "device": "cpu",
-        "workers": 0,
-    },
+    "recipe": TINY_RECIPE,
     "models": [{"model": "test_unet"}, {"model": "test_vmunet"}],
     "audit": {"shift_images": 2, "n_boot": 50},
     "statistics": {"n_boot": 100},
